@@ -1,0 +1,122 @@
+"""Command line: run · sandbox · migrate · import · demo-data · recompute."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bot.config import Settings, SettingsError, load_settings
+
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Touchpoint: customer care for support teams."
+)
+console = Console(stderr=True)
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def run() -> None:
+    """Run the bot against Telegram (or TELEGRAM_API_BASE) with the settings it finds."""
+    from bot.app import build_app, run_polling
+    from bot.logs import setup_logging
+
+    settings = settings_or_exit()
+    if settings.telegram_bot_token is None:
+        console.print(
+            "[red]Setting TELEGRAM_BOT_TOKEN: missing. Get one from @BotFather, "
+            "or try Touchpoint with no token: python -m bot sandbox[/red]"
+        )
+        raise typer.Exit(2)
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        await run_polling(await build_app(settings))
+
+    asyncio.run(main())
+
+
+@cli.command()
+def sandbox(
+    port: Annotated[
+        int | None, typer.Option(help="port of the local Bot API emulator (SANDBOX_PORT)")
+    ] = None,
+    customers: Annotated[int, typer.Option(help="demo customers loaded on first start")] = 300,
+    chat: Annotated[bool, typer.Option(help="terminal chat (off when stdin is not a terminal)")] = True,
+) -> None:
+    """Try Touchpoint with no token: Bot API emulator + bot + demo data, and a terminal chat."""
+    from sandbox.runner import run_sandbox
+
+    settings = settings_or_exit()
+    asyncio.run(run_sandbox(settings, port=port or settings.sandbox_port, customers=customers, chat=chat))
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest version."""
+    from storage.migrate import upgrade
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+    console.print("[green]Database schema is up to date.[/green]")
+
+
+@cli.command("import")
+def import_(
+    kind: Annotated[str, typer.Argument(help="customers or orders")],
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8 or GBK) or .xlsx file")],
+    errors: Annotated[Path | None, typer.Option(help="where bad rows are written")] = None,
+) -> None:
+    """Import customers or orders; bad rows go to an error file, good rows land."""
+    from bot.cli_data import import_command
+
+    if kind not in ("customers", "orders"):
+        console.print("[red]KIND must be 'customers' or 'orders'.[/red]")
+        raise typer.Exit(2)
+    settings = settings_or_exit()
+    raise typer.Exit(import_command(settings.database_url, kind, file, errors, zone=settings.zone))
+
+
+@cli.command("demo-data")
+def demo_data(
+    customers: Annotated[int, typer.Option(min=1, help="how many customers to generate")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+) -> None:
+    """Generate and import a realistic demo shop."""
+    from bot.cli_data import demo_data_command
+
+    settings = settings_or_exit()
+    raise typer.Exit(demo_data_command(settings.database_url, customers, seed))
+
+
+@cli.command()
+def recompute() -> None:
+    """Recompute the shop-wide RFM and lifecycle cut points now."""
+    from storage.db import create_engine
+    from storage.migrate import upgrade
+    from storage.stats import recompute_shop_stats
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        cuts = await recompute_shop_stats(engine)
+        await engine.dispose()
+        console.print(f"Cut points recomputed over {cuts.buyers} buyers.")
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    cli()

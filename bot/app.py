@@ -1,0 +1,129 @@
+"""Builds the Bot, the Dispatcher and the scheduler, and runs them (long polling)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.card_service import CardService
+from bot.config import Settings
+from bot.handlers import all_routers
+from bot.i18n import TeamI18nMiddleware, build_i18n
+from bot.jobs.recompute import recompute_cuts
+from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
+from bot.outbound import SendPacer, install_pacing
+from bot.palette_file import load_palette
+from storage.db import create_engine, make_sessionmaker
+from storage.migrate import upgrade_async
+from storage.stats import load_shop_cuts
+
+log = logging.getLogger(__name__)
+
+COMMAND_NAMES = ("card", "help", "lang", "cancel", "bind", "unbind")
+
+
+def build_bot(settings: Settings) -> Bot:
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    bot = Bot(
+        token=settings.telegram_bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+    pacer = SendPacer(
+        per_chat_per_second=settings.send_per_chat_per_second,
+        chat_burst=settings.send_chat_burst,
+        per_group_per_minute=settings.send_per_group_per_minute,
+        global_per_second=settings.send_global_per_second,
+    )
+    install_pacing(bot, pacer, max_retries=settings.send_max_retries)
+    return bot
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    bot: Bot
+    dispatcher: Dispatcher
+    scheduler: AsyncIOScheduler
+    cards: CardService
+    i18n: I18n
+
+
+def build_dispatcher(settings: Settings, engine: AsyncEngine, cards: CardService, i18n: I18n) -> Dispatcher:
+    dp = Dispatcher(storage=MemoryStorage(), settings=settings, cards=cards, i18n=i18n, engine=engine)
+    dp.update.outer_middleware(DbSessionMiddleware(make_sessionmaker(engine)))
+    dp.update.outer_middleware(TeamContextMiddleware())
+    TeamI18nMiddleware(i18n).setup(dp)
+    dp.message.middleware(AccessMiddleware())
+    dp.callback_query.middleware(AccessMiddleware())
+    dp.include_routers(*all_routers())
+    return dp
+
+
+def command_list() -> list[BotCommand]:
+    descriptions = {
+        "card": _("customer card: phone, nickname, name, order no."),
+        "help": _("what I can do"),
+        "lang": _("language: zh | en | auto"),
+        "cancel": _("stop the current step"),
+        "bind": _("bind this group (team leads)"),
+        "unbind": _("stop serving this group (team leads)"),
+    }
+    return [BotCommand(command=name, description=descriptions[name]) for name in COMMAND_NAMES]
+
+
+async def register_commands(bot: Bot, i18n: I18n) -> None:
+    """Telegram's command menu in both languages; the default list is in the default locale."""
+    with i18n.context():
+        for language, locale in ((None, i18n.default_locale), ("zh", "zh_CN"), ("en", "en")):
+            with i18n.use_locale(locale):
+                await bot.set_my_commands(
+                    command_list(), scope=BotCommandScopeDefault(), language_code=language
+                )
+
+
+async def build_app(settings: Settings) -> App:
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    i18n = build_i18n(settings.default_locale)
+    cards = CardService(settings, load_palette(settings.touchpoint_config))
+    async with make_sessionmaker(engine)() as session:
+        has_cuts = await load_shop_cuts(session) is not None
+    if not has_cuts:
+        await recompute_cuts(engine, cards)
+    bot = build_bot(settings)
+    dp = build_dispatcher(settings, engine, cards, i18n)
+    scheduler = AsyncIOScheduler(timezone=settings.zone)
+    scheduler.add_job(recompute_cuts, "cron", hour=3, minute=0, args=[engine, cards], id="recompute_cuts")
+    return App(settings, engine, bot, dp, scheduler, cards, i18n)
+
+
+async def run_polling(app: App, *, handle_signals: bool = True) -> None:
+    await register_commands(app.bot, app.i18n)
+    await app.bot.delete_webhook(drop_pending_updates=False)
+    app.scheduler.start()
+    try:
+        await app.dispatcher.start_polling(
+            app.bot,
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            handle_signals=handle_signals,
+            close_bot_session=True,
+        )
+    finally:
+        app.scheduler.shutdown(wait=False)
+        await app.engine.dispose()

@@ -1,0 +1,40 @@
+"""No traceback reaches a chat: log it, tell the person plainly that nothing was changed."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import ErrorEvent
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.i18n import locale_from_telegram
+
+log = logging.getLogger(__name__)
+router = Router(name="errors")
+
+
+@router.errors()
+async def on_error(event: ErrorEvent, i18n: I18n) -> bool:
+    update = event.update
+    log.error("update %s failed: %r", update.update_id, event.exception, exc_info=event.exception)
+    target = update.callback_query or update.message
+    user = target.from_user if target is not None else None
+    # The i18n middleware's context has ended by the time errors propagate, so set it again.
+    with (
+        i18n.context(),
+        i18n.use_locale(locale_from_telegram(user and user.language_code, i18n.default_locale)),
+    ):
+        text = _(
+            "Something went wrong and nothing was changed. Please try again; if it persists, tell your lead."
+        )
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(text, show_alert=True)
+            elif update.message is not None:
+                await update.message.answer(text)
+        except TelegramAPIError:
+            log.warning("could not report the failure of update %s", update.update_id)
+    return True

@@ -1,0 +1,126 @@
+"""The one place every Bot API call passes through: paced to Telegram's limits, retried on 429.
+
+Pacing reserves a send time for each outgoing message (GCRA per chat and for the whole bot, a
+sliding minute window per group) before the request leaves, so bursts queue here instead of
+earning 429s. A 429 that still arrives pushes that chat's schedule back by `retry_after` and the
+call is retried; so are 5xx answers and network errors, with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+
+log = logging.getLogger(__name__)
+
+# New messages count against every limit; edits only against the per-chat and global pace.
+SEND_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "copyMessage", "forwardMessage"}
+)
+EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
+
+
+class SendPacer:
+    def __init__(
+        self,
+        *,
+        per_chat_per_second: float = 1.0,
+        chat_burst: int = 3,
+        per_group_per_minute: int = 20,
+        global_per_second: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._chat_interval = 1.0 / per_chat_per_second
+        self._chat_tolerance = (chat_burst - 1) * self._chat_interval
+        self._global_interval = 1.0 / global_per_second
+        self._group_limit = per_group_per_minute
+        self._clock = clock
+        self._chat_tat: dict[int | str, float] = defaultdict(float)
+        self._global_tat = 0.0
+        self._group_sends: dict[int | str, deque[float]] = defaultdict(deque)
+
+    def reserve(self, chat_id: int | str | None, *, counts_for_group: bool = True) -> float:
+        """Book the earliest moment this message may leave; returns seconds to wait."""
+        now = self._clock()
+        at = max(now, self._global_tat)
+        if chat_id is not None:
+            at = max(at, self._chat_tat[chat_id] - self._chat_tolerance)
+            window = self._group_sends[chat_id] if counts_for_group and _is_group(chat_id) else None
+            if window is not None:
+                while window and window[0] <= now - 60.0:
+                    window.popleft()
+                if len(window) >= self._group_limit:
+                    at = max(at, window[-self._group_limit] + 60.0)
+                window.append(at)
+            self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
+        self._global_tat = max(self._global_tat, at) + self._global_interval
+        return at - now
+
+    def back_off(self, chat_id: int | str | None, seconds: float) -> None:
+        """Telegram said wait: nothing more to that chat (or at all) until then."""
+        until = self._clock() + seconds
+        if chat_id is None:
+            self._global_tat = max(self._global_tat, until)
+        else:
+            self._chat_tat[chat_id] = max(self._chat_tat[chat_id], until + self._chat_interval)
+
+
+def _is_group(chat_id: int | str) -> bool:
+    return isinstance(chat_id, str) or chat_id < 0
+
+
+class PacedRequests(BaseRequestMiddleware):
+    """aiogram request middleware: pace, then call, then retry what Telegram asks us to retry."""
+
+    def __init__(self, pacer: SendPacer, *, max_retries: int = 5, max_backoff: float = 30.0) -> None:
+        self.pacer = pacer
+        self.max_retries = max_retries
+        self.max_backoff = max_backoff
+        self.retried_429 = 0
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        name = method.__api_method__
+        paced = name in SEND_METHODS or name in EDIT_METHODS
+        chat_id = getattr(method, "chat_id", None) if paced else None
+        attempt = 0
+        while True:
+            if paced:
+                wait = self.pacer.reserve(chat_id, counts_for_group=name in SEND_METHODS)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt >= self.max_retries:
+                    raise
+                self.retried_429 += 1
+                log.warning("429 on %s, retrying after %ss", name, exc.retry_after)
+                self.pacer.back_off(chat_id, float(exc.retry_after))
+                await asyncio.sleep(float(exc.retry_after))
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                if attempt >= self.max_retries:
+                    raise
+                delay = min(self.max_backoff, 0.5 * 2**attempt)
+                log.warning("%s on %s, retrying in %.1fs", type(exc).__name__, name, delay)
+                await asyncio.sleep(delay)
+            attempt += 1
+
+
+def install_pacing(bot: Bot, pacer: SendPacer, *, max_retries: int) -> PacedRequests:
+    middleware = PacedRequests(pacer, max_retries=max_retries)
+    bot.session.middleware(middleware)
+    return middleware

@@ -1,0 +1,136 @@
+"""Tables. Money is integer cents (exact, fast); times are naive UTC.
+
+A customer row carries its running figures (orders, spend, first / last purchase) so a card is one
+row plus the latest orders; the importer and the event path keep them in step with the orders
+in the same transaction (see storage/figures.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class CustomerBase(SQLModel):
+    external_id: str = Field(max_length=64, unique=True, index=True)
+    nickname: str | None = Field(default=None, max_length=128, index=True)
+    name: str | None = Field(default=None, max_length=128, index=True)
+    phone: str | None = Field(default=None, max_length=32, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    gender: str | None = Field(default=None, max_length=8)
+    province: str | None = Field(default=None, max_length=32)
+    city: str | None = Field(default=None, max_length=64)
+    birthday: date | None = None
+    created_at: datetime | None = None
+
+
+class Customer(CustomerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # Running figures, kept in step with the orders (storage/figures.py).
+    orders_count: int = 0
+    purchases: int = Field(default=0, index=True)
+    total_spent_cents: int = Field(default=0, index=True)
+    max_payment_cents: int = 0
+    first_purchase_at: datetime | None = None
+    first_purchase_cents: int | None = None
+    last_purchase_at: datetime | None = Field(default=None, index=True)
+    last_purchase_cents: int | None = None
+    # Marketing response.
+    contacted_count: int = 0
+    responded_count: int = 0
+    last_contact_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class OrderBase(SQLModel):
+    order_no: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime
+    paid_at: datetime | None = None
+    shipped_at: datetime | None = None
+    signed_at: datetime | None = None
+    closed_at: datetime | None = None
+    refunded_at: datetime | None = None
+    status: str = Field(default="created", max_length=16)
+    amount_cents: int
+    source: str | None = Field(default=None, max_length=32)
+    carrier: str | None = Field(default=None, max_length=32)
+    tracking_no: str | None = Field(default=None, max_length=64)
+    province: str | None = Field(default=None, max_length=32)
+
+
+class Order(OrderBase, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_created", "customer_pk", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_pk: int = Field(foreign_key="customer.id")
+
+
+class Product(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    # Days one unit lasts, for replenishment reminders; unknown until configured.
+    cycle_days: int | None = None
+
+
+class OrderItem(SQLModel, table=True):
+    __tablename__ = "order_item"
+    __table_args__ = (UniqueConstraint("order_pk", "product_pk", name="uq_order_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_pk: int = Field(foreign_key="orders.id", index=True)
+    product_pk: int = Field(foreign_key="product.id")
+    customer_pk: int = Field(foreign_key="customer.id", index=True)
+    quantity: int = 1
+
+
+class CustomerTag(SQLModel, table=True):
+    __tablename__ = "customer_tag"
+    __table_args__ = (UniqueConstraint("customer_pk", "tag", name="uq_customer_tag"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_pk: int = Field(foreign_key="customer.id", index=True)
+    tag: str = Field(max_length=48)
+    set_by: int = Field(sa_type=BigInteger)
+    set_at: datetime
+
+
+class Note(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    customer_pk: int = Field(foreign_key="customer.id", index=True)
+    author_id: int = Field(sa_type=BigInteger)
+    author_name: str = Field(max_length=128)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class TeamChat(SQLModel, table=True):
+    __tablename__ = "team_chat"
+
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    title: str = Field(default="", max_length=256)
+    bound_by: int = Field(sa_type=BigInteger)
+    bound_at: datetime
+    active: bool = True
+
+
+class Agent(SQLModel, table=True):
+    user_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    display_name: str = Field(default="", max_length=128)
+    username: str | None = Field(default=None, max_length=64)
+    # Set by /lang; None follows the user's Telegram language.
+    locale: str | None = Field(default=None, max_length=8)
+    last_seen_chat: int | None = Field(default=None, sa_type=BigInteger)
+    verified_at: datetime | None = None
+
+
+class ShopStat(SQLModel, table=True):
+    """Shop-wide figures computed in batch (RFM and lifecycle cut points) as JSON."""
+
+    __tablename__ = "shop_stat"
+
+    key: str = Field(primary_key=True, max_length=48)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime

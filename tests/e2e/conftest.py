@@ -1,0 +1,132 @@
+"""A real emulator process and a real bot process (long polling), wired over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.chat import ChatUser, ControlError, Emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).with_name("data")
+TOKEN = "4242424242:AAE-touchpoint-test-token-0123456789"
+GROUP = -1001000000001
+UNBOUND_GROUP = -1001000000002
+LEAD = {"id": 9001, "first_name": "Lin", "last_name": "Lead", "language_code": "en"}
+AGENT = {"id": 9002, "first_name": "Wang", "username": "xiaowang", "language_code": "en"}
+AGENT_ZH = {"id": 9003, "first_name": "小李", "language_code": "zh-hans"}
+STRANGER = {"id": 9666, "first_name": "Eve", "language_code": "en"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (ControlError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("emulator") / "emulator.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.emulator", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    emu = Emulator(f"http://127.0.0.1:{port}")
+    wait_until(lambda: emu.call("GET", "/control/stats") is not None, what="the emulator")
+    yield emu
+    stop(process)
+
+
+def bot_env(database_url: str, api_base: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "ADMIN_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_BASE=api_base,
+        DATABASE_URL=database_url,
+        ADMIN_IDS=str(LEAD["id"]),
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="session")
+def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    workdir = tmp_path_factory.mktemp("bot")
+    env = bot_env(f"sqlite+aiosqlite:///{workdir / 'touchpoint.db'}", emulator.base_url)
+    for kind in ("customers", "orders"):
+        result = run_cli(
+            env, "import", kind, str(DATA / f"{kind}.csv"), "--errors", str(workdir / f"{kind}.err")
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    emulator.create_chat(GROUP, title="Support team")
+    emulator.create_chat(UNBOUND_GROUP, title="Random group")
+    for user in (LEAD, AGENT, AGENT_ZH):
+        emulator.add_member(GROUP, user)
+    emulator.add_member(UNBOUND_GROUP, STRANGER)
+    log_path = workdir / "bot.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: emulator.calls("getUpdates"), what="the bot to start polling")
+        lead = ChatUser(emulator, GROUP, LEAD)
+        reply = lead.send("/bind")
+        assert "bound" in reply[0]["text"], reply
+        env["LOG_PATH"] = str(log_path)
+        yield env
+    finally:
+        stop(process)
+        if process.returncode not in (0, -15):
+            print(log_path.read_text())
+
+
+@pytest.fixture
+def agent(emulator: Emulator, bot_process: dict[str, str]) -> ChatUser:
+    return ChatUser(emulator, GROUP, AGENT)
+
+
+@pytest.fixture
+def agent_zh(emulator: Emulator, bot_process: dict[str, str]) -> ChatUser:
+    return ChatUser(emulator, GROUP, AGENT_ZH)
