@@ -118,5 +118,30 @@ def recompute() -> None:
     asyncio.run(main())
 
 
+@cli.command()
+def check() -> None:
+    """Health check: settings load and the database answers (exit 0), else exit 1."""
+    from sqlalchemy import text
+
+    from storage.db import create_engine
+
+    settings = settings_or_exit()
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        console.print(f"[red]Database not reachable: {type(exc).__name__}[/red]")
+        raise typer.Exit(1) from None
+    console.print("ok")
+
+
 if __name__ == "__main__":
     cli()
