@@ -45,7 +45,7 @@ def ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def generate(path: Path, customers: int, orders_per: int, seed: int = 11) -> None:
+def generate(path: Path, customers: int, orders_per: float, seed: int = 11) -> None:
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
     rng = random.Random(seed)
@@ -218,7 +218,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--orders-per-customer", type=int, default=10)
+    parser.add_argument("--orders-per-customer", type=float, default=10.45)
     parser.add_argument("--lookups", type=int, default=3000)
     args = parser.parse_args()
     out = ROOT / "bench" / "out"

@@ -1,9 +1,9 @@
 """The one place every Bot API call passes through: paced to Telegram's limits, retried on 429.
 
-Pacing reserves a send time for each outgoing message (GCRA per chat and for the whole bot, a
-sliding minute window per group) before the request leaves, so bursts queue here instead of
-earning 429s. A 429 that still arrives pushes that chat's schedule back by `retry_after` and the
-call is retried; so are 5xx answers and network errors, with backoff.
+Pacing books a send time for each outgoing message per chat (GCRA with a short burst, plus a
+sliding minute window per group), then takes the bot-wide pace when it is time to send, so bursts
+queue here instead of earning 429s. A 429 that still arrives pushes that chat's schedule back by
+`retry_after` and the call is retried; so are 5xx answers and network errors, with backoff.
 """
 
 from __future__ import annotations
@@ -45,33 +45,43 @@ class SendPacer:
         self._group_limit = per_group_per_minute
         self._clock = clock
         self._chat_tat: dict[int | str, float] = defaultdict(float)
-        self._global_tat = 0.0
+        self._global_next = 0.0
         self._group_sends: dict[int | str, deque[float]] = defaultdict(deque)
 
     def reserve(self, chat_id: int | str | None, *, counts_for_group: bool = True) -> float:
-        """Book the earliest moment this message may leave; returns seconds to wait."""
+        """Book the earliest moment this chat may get its next message; returns seconds to wait.
+
+        Bookings are per chat, so a chat told to wait (a 429, a full group minute) holds up only itself.
+        """
         now = self._clock()
-        at = max(now, self._global_tat)
-        if chat_id is not None:
-            at = max(at, self._chat_tat[chat_id] - self._chat_tolerance)
-            window = self._group_sends[chat_id] if counts_for_group and _is_group(chat_id) else None
-            if window is not None:
-                while window and window[0] <= now - 60.0:
-                    window.popleft()
-                if len(window) >= self._group_limit:
-                    at = max(at, window[-self._group_limit] + 60.0)
-                window.append(at)
-            self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
-        self._global_tat = max(self._global_tat, at) + self._global_interval
+        if chat_id is None:
+            return 0.0
+        at = max(now, self._chat_tat[chat_id] - self._chat_tolerance)
+        window = self._group_sends[chat_id] if counts_for_group and _is_group(chat_id) else None
+        if window is not None:
+            while window and window[0] <= now - 60.0:
+                window.popleft()
+            if len(window) >= self._group_limit:
+                at = max(at, window[-self._group_limit] + 60.0)
+            window.append(at)
+        self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
         return at - now
+
+    def global_wait(self) -> float:
+        """The bot-wide pace, taken at the moment of sending: 0 means go (and the slot is used)."""
+        now = self._clock()
+        if now < self._global_next:
+            return self._global_next - now
+        self._global_next = now + self._global_interval
+        return 0.0
 
     def back_off(self, chat_id: int | str | None, seconds: float) -> None:
         """Telegram said wait: nothing more to that chat (or at all) until then."""
         until = self._clock() + seconds
         if chat_id is None:
-            self._global_tat = max(self._global_tat, until)
+            self._global_next = max(self._global_next, until)
         else:
-            self._chat_tat[chat_id] = max(self._chat_tat[chat_id], until + self._chat_interval)
+            self._chat_tat[chat_id] = max(self._chat_tat[chat_id], until + self._chat_tolerance)
 
 
 def _is_group(chat_id: int | str) -> bool:
@@ -86,6 +96,13 @@ class PacedRequests(BaseRequestMiddleware):
         self.max_retries = max_retries
         self.max_backoff = max_backoff
         self.retried_429 = 0
+
+    async def _global_turn(self) -> None:
+        # Polling a monotonic schedule: each sleep lasts exactly until the next free slot.
+        wait = self.pacer.global_wait()
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self.pacer.global_wait()
 
     async def __call__(
         self,
@@ -102,6 +119,7 @@ class PacedRequests(BaseRequestMiddleware):
                 wait = self.pacer.reserve(chat_id, counts_for_group=name in SEND_METHODS)
                 if wait > 0:
                     await asyncio.sleep(wait)
+                await self._global_turn()
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:

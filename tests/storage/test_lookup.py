@@ -1,0 +1,160 @@
+"""Look-ups, card data, tags, notes, team binding and shop cut points on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm.lookup import parse_query
+from storage import annotations, team
+from storage.customers import customer_tags, find_customers, load_card, orders_page
+from storage.db import create_engine, make_sessionmaker
+from storage.migrate import upgrade_async
+from storage.models import Customer, Order, OrderItem, Product
+from storage.stats import compute_shop_cuts, load_shop_cuts, recompute_shop_stats
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+async def session(db_url: str) -> AsyncIterator[AsyncSession]:
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    async with make_sessionmaker(engine)() as s:
+        await seed(s)
+        yield s
+    await engine.dispose()
+
+
+async def seed(s: AsyncSession) -> None:
+    people = [
+        Customer(external_id="C1", nickname="小鱼儿", name="王芳", phone="13800138000"),
+        Customer(external_id="C2", nickname="小鱼干", name="张伟", phone="13700000001"),
+        Customer(external_id="C3", nickname="大张", name="张伟", phone="13700000002"),
+        Customer(external_id="C4", nickname="<b>'; DROP TABLE customer;--", name="x"),
+    ]
+    s.add_all(people)
+    await s.flush()
+    milk, wipes = Product(name="婴儿奶粉"), Product(name="湿巾")
+    s.add_all([milk, wipes])
+    await s.flush()
+    c1 = people[0]
+    for i in range(12):
+        order = Order(
+            order_no=f"T{i:03d}",
+            customer_pk=c1.id,
+            created_at=NOW - timedelta(days=i * 10),
+            paid_at=NOW - timedelta(days=i * 10),
+            status="signed",
+            amount_cents=1000 + i,
+        )
+        s.add(order)
+        await s.flush()
+        s.add(
+            OrderItem(
+                order_pk=order.id, product_pk=(milk if i % 3 else wipes).id, customer_pk=c1.id, quantity=2
+            )
+        )
+    c1.purchases, c1.total_spent_cents, c1.last_purchase_at = 12, 12066, NOW
+    await s.commit()
+
+
+async def keys(s: AsyncSession, text: str) -> set[str]:
+    return {c.external_id for c in await find_customers(session=s, query=parse_query(text))}
+
+
+async def test_every_key_finds_the_customer(session: AsyncSession) -> None:
+    for text in ("13800138000", "+86 138 0013 8000", "小鱼儿", "王芳", "T005", "C1"):
+        assert await keys(session, text) == {"C1"}, text
+
+
+async def test_exact_matches_beat_prefixes_and_prefixes_fall_back(session: AsyncSession) -> None:
+    assert await keys(session, "张伟") == {"C2", "C3"}
+    assert await keys(session, "小鱼") == {"C1", "C2"}
+    assert await keys(session, "nobody") == set()
+
+
+async def test_sql_in_a_query_is_just_text(session: AsyncSession) -> None:
+    assert await keys(session, "<b>'; DROP TABLE customer;--") == {"C4"}
+    assert await keys(session, "' OR 1=1 --") == set()
+
+
+async def test_card_data_has_latest_orders_top_products_tags_and_notes(session: AsyncSession) -> None:
+    (c1,) = await find_customers(session=session, query=parse_query("C1"))
+    assert await annotations.toggle_tag(session=session, customer_pk=c1.id, tag="decisive", user_id=7) is True
+    note = await annotations.add_note(
+        session=session, customer_pk=c1.id, author_id=7, author_name="W", text="hi"
+    )
+    assert note is not None
+    card = await load_card(session=session, customer_pk=c1.id)
+    assert card is not None
+    assert [o.order_no for o in card.recent_orders] == ["T000", "T001", "T002", "T003", "T004"]
+    assert card.top_products == [("婴儿奶粉", 16), ("湿巾", 8)]
+    assert card.tags == ["decisive"] and [n.text for n in card.notes] == ["hi"]
+    assert await load_card(session=session, customer_pk=999_999) is None
+
+
+async def test_orders_page_counts_and_pages(session: AsyncSession) -> None:
+    (c1,) = await find_customers(session=session, query=parse_query("C1"))
+    orders, total = await orders_page(session=session, customer_pk=c1.id, page=1, per_page=5)
+    assert total == 12 and [o.order_no for o in orders] == ["T005", "T006", "T007", "T008", "T009"]
+
+
+async def test_tag_toggles_and_note_needs_a_customer(session: AsyncSession) -> None:
+    (c1,) = await find_customers(session=session, query=parse_query("C1"))
+    assert await annotations.toggle_tag(session=session, customer_pk=c1.id, tag="stingy", user_id=7)
+    assert await customer_tags(session=session, customer_pk=c1.id) == {"stingy"}
+    assert not await annotations.toggle_tag(session=session, customer_pk=c1.id, tag="stingy", user_id=7)
+    assert await customer_tags(session=session, customer_pk=c1.id) == set()
+    assert (
+        await annotations.add_note(
+            session=session, customer_pk=424242, author_id=1, author_name="x", text="t"
+        )
+        is None
+    )
+
+
+async def test_binding_and_agents(session: AsyncSession) -> None:
+    assert await team.bind_chat(session=session, chat_id=-100123, title="Team", bound_by=1)
+    assert not await team.bind_chat(session=session, chat_id=-100123, title="Team", bound_by=1)
+    assert await team.active_chat_ids(session=session) == [-100123]
+    assert await team.unbind_chat(session=session, chat_id=-100123)
+    assert await team.active_chat(session=session, chat_id=-100123) is None
+    agent = await team.record_agent(
+        session=session, user_id=5_000_000_000, display_name="W", username="w", chat_id=-1
+    )
+    assert agent.verified_at is not None
+    await team.set_agent_locale(session=session, user_id=5_000_000_000, display_name="W", locale="en")
+    stored = await team.get_agent(session=session, user_id=5_000_000_000)
+    assert stored is not None and stored.locale == "en"
+
+
+async def test_shop_cuts_are_stored_and_read_back(session: AsyncSession, db_url: str) -> None:
+    for i in range(40):
+        session.add(
+            Customer(
+                external_id=f"B{i}",
+                purchases=1 + i % 4,
+                total_spent_cents=1000 * (i + 1),
+                last_purchase_at=NOW - timedelta(days=i * 10),
+            )
+        )
+    await session.commit()
+    cuts = await compute_shop_cuts(session, NOW)
+    assert cuts.buyers == 41 and cuts.rfm is not None and cuts.learned_lifecycle is not None
+    assert list(cuts.rfm.recency_days) == sorted(cuts.rfm.recency_days)
+    engine = create_engine(db_url)
+    await recompute_shop_stats(engine, NOW)
+    await engine.dispose()
+    stored = await load_shop_cuts(session)
+    assert (
+        stored is not None and stored.rfm == cuts.rfm and stored.learned_lifecycle == cuts.learned_lifecycle
+    )
