@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import CompoundSelect, DateTime, Select, String, cast, func, literal, null, or_, union_all
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,32 +49,65 @@ async def find_customers(*, session: AsyncSession, query: Query, limit: int = PI
     return list((await session.exec(stmt)).all())
 
 
-async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | None:
-    customer = await session.get(Customer, customer_pk)
-    if customer is None:
-        return None
-    orders = select(Order).where(Order.customer_pk == customer_pk)
-    orders = orders.order_by(col(Order.created_at).desc()).limit(RECENT_ORDERS)
+def _extras_query(customer_pk: int) -> CompoundSelect:
+    """Notes, tags and top products in one round trip: each extra query costs more in async
+    plumbing than SQLite spends answering it. Notes come first so their column types rule."""
+
+    def row(kind: str, label: Any, n: Any, author: Any, at: Any) -> Select:
+        # Every column labelled alike, so UNION lines them up on every database.
+        return select(
+            literal(kind).label("kind"),
+            label.label("label"),
+            n.label("n"),
+            author.label("author"),
+            at.label("at"),
+        )
+
+    no_author, no_time = cast(null(), String), cast(null(), DateTime(timezone=True))
+    notes = (
+        row("note", col(Note.text), col(Note.id), col(Note.author_name), col(Note.created_at))
+        .where(Note.customer_pk == customer_pk)
+        .order_by(col(Note.id).desc())
+        .limit(RECENT_NOTES)
+    )
+    tags = row("tag", col(CustomerTag.tag), literal(0), no_author, no_time).where(
+        CustomerTag.customer_pk == customer_pk
+    )
     quantity = func.sum(OrderItem.quantity)
     products = (
-        select(Product.name, quantity)
+        row("product", col(Product.name), quantity, no_author, no_time)
         .join(Product, col(Product.id) == OrderItem.product_pk)
         .where(OrderItem.customer_pk == customer_pk)
         .group_by(Product.name)
         .order_by(quantity.desc(), Product.name)
         .limit(TOP_PRODUCTS)
     )
-    tags = select(CustomerTag.tag).where(CustomerTag.customer_pk == customer_pk).order_by(CustomerTag.tag)
-    notes = (
-        select(Note).where(Note.customer_pk == customer_pk).order_by(col(Note.id).desc()).limit(RECENT_NOTES)
+    parts = [select(part.subquery()) for part in (notes, tags, products)]
+    return union_all(*parts)
+
+
+async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | None:
+    customer = await session.get(Customer, customer_pk)  # usually already in the session from the look-up
+    if customer is None:
+        return None
+    orders = select(Order).where(Order.customer_pk == customer_pk)
+    orders = orders.order_by(col(Order.created_at).desc()).limit(RECENT_ORDERS)
+    card = CardData(
+        customer=customer, recent_orders=list((await session.exec(orders)).all()), top_products=[], tags=[]
     )
-    return CardData(
-        customer=customer,
-        recent_orders=list((await session.exec(orders)).all()),
-        top_products=[(name, int(qty)) for name, qty in (await session.exec(products)).all()],
-        tags=list((await session.exec(tags)).all()),
-        notes=list((await session.exec(notes)).all()),
-    )
+    for kind, label, n, author, at in (await session.exec(_extras_query(customer_pk))).all():  # type: ignore[call-overload]
+        if kind == "note":
+            card.notes.append(
+                Note(
+                    id=n, customer_pk=customer_pk, author_id=0, author_name=author, text=label, created_at=at
+                )
+            )
+        elif kind == "tag":
+            card.tags.append(label)
+        else:
+            card.top_products.append((label, int(n)))
+    card.tags.sort()
+    return card
 
 
 async def orders_page(
