@@ -25,19 +25,19 @@ class ControlError(AssertionError):
 class Emulator:
     base_url: str
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
+    def call(self, verb: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            url, data=data, method=method, headers={"Content-Type": "application/json"}
+            url, data=data, method=verb, headers={"Content-Type": "application/json"}
         )
         try:
             with urllib.request.urlopen(request, timeout=WAIT_SECONDS + 10) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise ControlError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from None
+            raise ControlError(f"{verb} {path}: {exc.code} {exc.read().decode(errors='replace')}") from None
 
     def create_chat(self, chat_id: int, *, type_: str = "supergroup", title: str = "Team") -> None:
         self.call("POST", "/control/chats", {"id": chat_id, "type": type_, "title": title})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -57,7 +58,17 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     port = free_port()
     log = (tmp_path_factory.mktemp("emulator") / "emulator.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.emulator", "--host", "127.0.0.1", "--port", str(port)],
+        # Privacy mode on, as Telegram has it by default for bots in groups.
+        [
+            sys.executable,
+            "-m",
+            "sandbox.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--privacy-mode",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -111,9 +122,6 @@ def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
     )
     try:
         wait_until(lambda: emulator.calls("getUpdates"), what="the bot to start polling")
-        lead = ChatUser(emulator, GROUP, LEAD)
-        reply = lead.send("/bind")
-        assert "bound" in reply[0]["text"], reply
         env["LOG_PATH"] = str(log_path)
         yield env
     finally:
@@ -122,11 +130,26 @@ def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
             print(log_path.read_text())
 
 
-@pytest.fixture
-def agent(emulator: Emulator, bot_process: dict[str, str]) -> ChatUser:
-    return ChatUser(emulator, GROUP, AGENT)
+_group_ids = itertools.count(-1002000000001, -1)
 
 
 @pytest.fixture
-def agent_zh(emulator: Emulator, bot_process: dict[str, str]) -> ChatUser:
-    return ChatUser(emulator, GROUP, AGENT_ZH)
+def team_group(emulator: Emulator, bot_process: dict[str, str]) -> int:
+    """A fresh group per test, bound by the lead: each test has Telegram's per-group budget to itself."""
+    chat_id = next(_group_ids)
+    emulator.create_chat(chat_id, title=f"Support team {chat_id}")
+    for user in (LEAD, AGENT, AGENT_ZH):
+        emulator.add_member(chat_id, user)
+    (reply,) = ChatUser(emulator, chat_id, LEAD).send("/bind")
+    assert "Touchpoint team chat" in reply["text"], reply
+    return chat_id
+
+
+@pytest.fixture
+def agent(emulator: Emulator, team_group: int) -> ChatUser:
+    return ChatUser(emulator, team_group, AGENT)
+
+
+@pytest.fixture
+def agent_zh(emulator: Emulator, team_group: int) -> ChatUser:
+    return ChatUser(emulator, team_group, AGENT_ZH)
