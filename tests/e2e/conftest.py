@@ -18,8 +18,8 @@ from tests.e2e.chat import ChatUser, ControlError, Emulator
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).with_name("data")
 TOKEN = "4242424242:AAE-touchpoint-test-token-0123456789"
-GROUP = -1001000000001
 UNBOUND_GROUP = -1001000000002
+FIRST_TEAM_GROUP = -1002000000001
 LEAD = {"id": 9001, "first_name": "Lin", "last_name": "Lead", "language_code": "en"}
 AGENT = {"id": 9002, "first_name": "Wang", "username": "xiaowang", "language_code": "en"}
 AGENT_ZH = {"id": 9003, "first_name": "小李", "language_code": "zh-hans"}
@@ -107,10 +107,7 @@ def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
             env, "import", kind, str(DATA / f"{kind}.csv"), "--errors", str(workdir / f"{kind}.err")
         )
         assert result.returncode == 0, result.stdout + result.stderr
-    emulator.create_chat(GROUP, title="Support team")
     emulator.create_chat(UNBOUND_GROUP, title="Random group")
-    for user in (LEAD, AGENT, AGENT_ZH):
-        emulator.add_member(GROUP, user)
     emulator.add_member(UNBOUND_GROUP, STRANGER)
     log_path = workdir / "bot.log"
     process = subprocess.Popen(
@@ -130,7 +127,7 @@ def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
             print(log_path.read_text())
 
 
-_group_ids = itertools.count(-1002000000001, -1)
+_group_ids = itertools.count(FIRST_TEAM_GROUP, -1)
 
 
 @pytest.fixture
