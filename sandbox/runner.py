@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 from rich.console import Console
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from bot.config import Settings
 from sandbox.emulator import Emulator, start_emulator
@@ -46,17 +46,20 @@ def sandbox_settings(settings: Settings, base_url: str) -> Settings:
     return settings.model_copy(update=update)
 
 
-async def ensure_demo_data(settings: Settings, customers: int, console: Console) -> None:
+async def ensure_demo_data(settings: Settings, customers: int, console: Console) -> Customer | None:
+    """Load the demo shop on first start; returns a repeat buyer to suggest looking up."""
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             count = (await session.exec(select(func.count()).select_from(Customer))).one()
-        if count == 0:
-            from storage.demo import load_demo
+            if count == 0:
+                from storage.demo import load_demo
 
-            console.print(f"Loading a demo shop with {customers} customers …")
-            await load_demo(engine, customers)
+                console.print(f"Loading a demo shop with {customers} customers …")
+                await load_demo(engine, customers)
+            sample = select(Customer).where(Customer.purchases > 2).order_by(col(Customer.id)).limit(1)
+            return (await session.exec(sample)).first()
     finally:
         await engine.dispose()
 
@@ -97,15 +100,19 @@ async def run_sandbox(settings: Settings, *, port: int, customers: int, chat: bo
     runner, base_url = await start_emulator("127.0.0.1", port, Emulator())
     try:
         settings = sandbox_settings(settings, base_url)
-        await ensure_demo_data(settings, customers, console)
+        sample = await ensure_demo_data(settings, customers, console)
         app = await build_app(settings)
         polling = asyncio.create_task(run_polling(app, handle_signals=False))
         await set_up_team(base_url)
         console.print(
             f"[bold green]Touchpoint sandbox is running.[/bold green] Bot API emulator: {base_url} "
             f"(control API under /control). Database: {settings.database_url}\n"
-            f"You are an agent of “{GROUP_TITLE}”. Try: /card 小  ·  /help  ·  /as lead"
+            f"You are an agent of “{GROUP_TITLE}”. Try: /card 王  ·  /help  ·  /as lead"
         )
+        if sample is not None:
+            console.print(
+                f"A repeat buyer to look up: /card {sample.phone or sample.external_id}  ({sample.nickname})"
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

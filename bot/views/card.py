@@ -79,9 +79,12 @@ def _spending(c: Customer, ctx: CardContext) -> list[str]:
 def _value(c: Customer, ctx: CardContext) -> list[str]:
     days = lifecycle.days_since(c.last_purchase_at, ctx.now)
     stage = lifecycle.stage_for(days, ctx.thresholds)
-    line = _("📈 Stage: {stage}").format(stage=label(STAGES, stage))
-    if days is not None:
-        line += " " + _("({days} days since last purchase)").format(days=days)
+    if days is None:
+        line = _("📈 Stage: {stage}").format(stage=label(STAGES, stage))
+    else:
+        line = _("📈 Stage: {stage} ({days} days since last purchase)").format(
+            stage=label(STAGES, stage), days=days
+        )
     lines = [line]
     if days is not None and ctx.cuts and ctx.cuts.rfm:
         score = rfm.score(days, c.purchases, c.total_spent_cents, ctx.cuts.rfm)
