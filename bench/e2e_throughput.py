@@ -44,13 +44,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def wait_for_polling(http: aiohttp.ClientSession, base: str, token_id: str) -> None:
+async def last_call_seq(http: aiohttp.ClientSession, base: str) -> int:
+    async with http.get(f"{base}/control/calls") as response:
+        calls = await response.json()
+    return max((c["seq"] for c in calls), default=0)
+
+
+async def wait_for_polling(http: aiohttp.ClientSession, base: str, since: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        async with http.get(f"{base}/control/calls", params={"method": "getUpdates"}) as response:
-            calls = await response.json()
-        if any(str(c.get("bot_id", token_id)) == token_id for c in calls):
-            return
+        params = {"method": "getUpdates", "since": since}
+        async with http.get(f"{base}/control/calls", params=params) as response:
+            if [c for c in await response.json() if c["seq"] > since]:
+                return
         await asyncio.sleep(0.2)
     raise SystemExit("bot did not start polling")
 
@@ -105,13 +111,17 @@ async def run_bot_load(
     args: argparse.Namespace,
     texts: list[str],
     work: Path,
+    first_user: int,
 ) -> float:
+    # Private chats belong to one bot, so each bot gets its own simulated agents.
+    async with aiohttp.ClientSession() as http:
+        since = await last_call_seq(http, base)
     process = start(cmd, env, work / f"{name}.log")
     try:
         async with aiohttp.ClientSession() as http:
-            await wait_for_polling(http, base, env["TELEGRAM_BOT_TOKEN"].split(":")[0])
-        await load(base, args.workers, 3, texts, 700_000)  # warm-up
-        done, latencies = await load(base, args.workers, args.seconds, texts, 700_000)
+            await wait_for_polling(http, base, since)
+        await load(base, args.workers, 3, texts, first_user)  # warm-up
+        done, latencies = await load(base, args.workers, args.seconds, texts, first_user)
     finally:
         stop(process)
     rate = done / args.seconds
@@ -164,6 +174,7 @@ def main() -> int:
                 args,
                 [f"/card {p}" for p in phones],
                 work,
+                700_000,
             )
         )
         echo = asyncio.run(
@@ -175,6 +186,7 @@ def main() -> int:
                 args,
                 ["hello", "/card 13800138000", "你好"],
                 work,
+                800_000,
             )
         )
     finally:

@@ -25,6 +25,7 @@ from bot.jobs.recompute import recompute_cuts
 from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
 from bot.outbound import SendPacer, install_pacing
 from bot.palette_file import load_palette
+from bot.team_directory import TeamDirectory
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.stats import load_shop_cuts
@@ -65,7 +66,14 @@ class App:
 
 
 def build_dispatcher(settings: Settings, engine: AsyncEngine, cards: CardService, i18n: I18n) -> Dispatcher:
-    dp = Dispatcher(storage=MemoryStorage(), settings=settings, cards=cards, i18n=i18n, engine=engine)
+    dp = Dispatcher(
+        storage=MemoryStorage(),
+        settings=settings,
+        cards=cards,
+        i18n=i18n,
+        engine=engine,
+        team_directory=TeamDirectory(),
+    )
     dp.update.outer_middleware(DbSessionMiddleware(make_sessionmaker(engine)))
     dp.update.outer_middleware(TeamContextMiddleware())
     TeamI18nMiddleware(i18n).setup(dp)

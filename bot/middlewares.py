@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
+from bot.team_directory import TeamDirectory
 from storage import team
 from storage.models import Agent
 
@@ -44,12 +45,13 @@ class TeamContextMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         session: AsyncSession = data["session"]
         settings: Settings = data["settings"]
+        directory: TeamDirectory = data["team_directory"]
         chat: Chat | None = data.get("event_chat")
         user: User | None = data.get("event_from_user")
         team_chat = None
         if chat is not None and chat.type != "private":
-            team_chat = await team.active_chat(session=session, chat_id=chat.id)
-        agent = await team.get_agent(session=session, user_id=user.id) if user else None
+            team_chat = await directory.chat(session, chat.id)
+        agent = await directory.agent(session, user.id) if user else None
         if team_chat is not None and user is not None and not user.is_bot and _stale(agent, chat):
             agent = await team.record_agent(
                 session=session,
@@ -58,6 +60,7 @@ class TeamContextMiddleware(BaseMiddleware):
                 username=user.username,
                 chat_id=team_chat.chat_id,
             )
+            directory.remember_agent(agent)
         data["team_chat"] = team_chat
         data["agent"] = agent
         data["is_admin"] = user is not None and user.id in settings.admin_ids
@@ -70,7 +73,9 @@ def _stale(agent: Agent | None, chat: Chat | None) -> bool:
     return agent.last_seen_chat != chat.id or datetime.now(UTC) - agent.verified_at > AGENT_REFRESH
 
 
-async def _still_member(bot: Bot, session: AsyncSession, user: User, agent: Agent | None) -> bool:
+async def _still_member(
+    bot: Bot, session: AsyncSession, directory: TeamDirectory, user: User, agent: Agent | None
+) -> bool:
     """Private chats: trust a recent sighting, else ask Telegram about each bound group."""
     if agent is not None and agent.verified_at and datetime.now(UTC) - agent.verified_at < MEMBERSHIP_TTL:
         return True
@@ -81,13 +86,14 @@ async def _still_member(bot: Bot, session: AsyncSession, user: User, agent: Agen
             log.warning("membership check failed for chat %s", chat_id)
             continue
         if member.status in MEMBER_STATUSES:
-            await team.record_agent(
+            found = await team.record_agent(
                 session=session,
                 user_id=user.id,
                 display_name=user.full_name,
                 username=user.username,
                 chat_id=chat_id,
             )
+            directory.remember_agent(found)
             return True
     return False
 
@@ -104,7 +110,7 @@ class AccessMiddleware(BaseMiddleware):
             return None
         if chat.type == "private":
             allowed = data["is_admin"] or await _still_member(
-                data["bot"], data["session"], user, data["agent"]
+                data["bot"], data["session"], data["team_directory"], user, data["agent"]
             )
             reason = _(
                 "Sorry, Touchpoint works only for members of a bound support team. "

@@ -11,6 +11,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import locale_from_telegram
+from bot.team_directory import TeamDirectory
 from storage import team
 
 router = Router(name="admin")
@@ -40,14 +41,18 @@ async def start_or_help(message: Message) -> None:
 
 
 @router.message(Command("bind"), F.chat.type.in_({"group", "supergroup"}), flags={"public": True})
-async def bind(message: Message, session: AsyncSession, is_admin: bool) -> None:
+async def bind(
+    message: Message, session: AsyncSession, is_admin: bool, team_directory: TeamDirectory
+) -> None:
     if not is_admin or message.from_user is None:
         await message.answer(_("Only a team lead listed in ADMIN_IDS can bind a group."))
         return
     title = message.chat.title or ""
-    if await team.bind_chat(
+    bound = await team.bind_chat(
         session=session, chat_id=message.chat.id, title=title, bound_by=message.from_user.id
-    ):
+    )
+    team_directory.forget_chat(message.chat.id)
+    if bound:
         await message.answer(
             _("✅ This group is now a Touchpoint team chat. Its members can use /card here and in private.")
         )
@@ -61,18 +66,24 @@ async def bind_in_private(message: Message) -> None:
 
 
 @router.message(Command("unbind"), F.chat.type.in_({"group", "supergroup"}), flags={"public": True})
-async def unbind(message: Message, session: AsyncSession, is_admin: bool) -> None:
+async def unbind(
+    message: Message, session: AsyncSession, is_admin: bool, team_directory: TeamDirectory
+) -> None:
     if not is_admin:
         await message.answer(_("Only a team lead listed in ADMIN_IDS can unbind a group."))
         return
-    if await team.unbind_chat(session=session, chat_id=message.chat.id):
+    unbound = await team.unbind_chat(session=session, chat_id=message.chat.id)
+    team_directory.forget_chat(message.chat.id)
+    if unbound:
         await message.answer(_("This group is no longer served. /bind brings it back."))
     else:
         await message.answer(_("This group is not bound."))
 
 
 @router.message(Command("lang"))
-async def set_language(message: Message, command: CommandObject, session: AsyncSession, i18n: I18n) -> None:
+async def set_language(
+    message: Message, command: CommandObject, session: AsyncSession, i18n: I18n, team_directory: TeamDirectory
+) -> None:
     arg = (command.args or "").strip().lower()
     if arg == "auto":
         locale = None
@@ -85,6 +96,7 @@ async def set_language(message: Message, command: CommandObject, session: AsyncS
     await team.set_agent_locale(
         session=session, user_id=message.from_user.id, display_name=message.from_user.full_name, locale=locale
     )
+    team_directory.forget_agent(message.from_user.id)
     shown = locale or locale_from_telegram(message.from_user.language_code, i18n.default_locale)
     with i18n.use_locale(shown):
         if locale is None:

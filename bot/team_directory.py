@@ -1,0 +1,69 @@
+"""Bound chats and agents, read on every update and written rarely: cached in the process.
+
+Entries live a short while, so a change made by another replica shows within that time; a change
+made here (bind, unbind, /lang, a new sighting) replaces the entry at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage import team
+from storage.models import Agent, TeamChat
+
+T = TypeVar("T")
+
+
+class _TtlCache(Generic[T]):
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self._ttl, self._clock = ttl, clock
+        self._items: dict[int, tuple[float, T | None]] = {}
+
+    def get(self, key: int) -> tuple[bool, T | None]:
+        hit = self._items.get(key)
+        if hit is None or self._clock() - hit[0] > self._ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: int, value: T | None) -> None:
+        if len(self._items) > 50_000:  # bounded: a bot sees far fewer people than this between sweeps
+            self._items.clear()
+        self._items[key] = (self._clock(), value)
+
+    def forget(self, key: int) -> None:
+        self._items.pop(key, None)
+
+
+class TeamDirectory:
+    TTL_SECONDS = 30.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._chats: _TtlCache[TeamChat] = _TtlCache(self.TTL_SECONDS, clock)
+        self._agents: _TtlCache[Agent] = _TtlCache(self.TTL_SECONDS, clock)
+
+    async def chat(self, session: AsyncSession, chat_id: int) -> TeamChat | None:
+        known, chat = self._chats.get(chat_id)
+        if not known:
+            chat = await team.active_chat(session=session, chat_id=chat_id)
+            self._chats.put(chat_id, chat)
+        return chat
+
+    async def agent(self, session: AsyncSession, user_id: int) -> Agent | None:
+        known, agent = self._agents.get(user_id)
+        if not known:
+            agent = await team.get_agent(session=session, user_id=user_id)
+            self._agents.put(user_id, agent)
+        return agent
+
+    def remember_agent(self, agent: Agent) -> None:
+        self._agents.put(agent.user_id, agent)
+
+    def forget_chat(self, chat_id: int) -> None:
+        self._chats.forget(chat_id)
+
+    def forget_agent(self, user_id: int) -> None:
+        self._agents.forget(user_id)
