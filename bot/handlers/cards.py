@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.callbacks import CardAction, CardCb, TagCb
 from bot.card_service import CardService
-from bot.handlers.common import current_locale, masks_contacts, replace
+from bot.handlers.common import current_locale, masks_contacts, release, replace
 from bot.keyboards import orders_keyboard, pick_keyboard, tags_keyboard
 from bot.views.card import display_name
 from bot.views.format import clip, h
@@ -64,6 +64,7 @@ async def answer_lookup(message: Message, raw: str | None, session: AsyncSession
     assert customer_pk is not None
     card = await cards.render(session, customer_pk, locale=current_locale(), mask_contacts=mask)
     assert card is not None
+    await release(session)
     await message.answer(card.text, reply_markup=card.keyboard)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import get_i18n
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 async def replace(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -30,3 +31,9 @@ def current_locale() -> str:
 def masks_contacts(chat: Chat) -> bool:
     """Phones and e-mails are masked everywhere but a member's private chat with the bot."""
     return chat.type != "private"
+
+
+async def release(session: AsyncSession) -> None:
+    """End the read transaction before talking to Telegram: the connection goes back to the pool
+    instead of waiting out a network round trip (loaded objects stay usable)."""
+    await session.commit()

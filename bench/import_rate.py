@@ -1,0 +1,166 @@
+"""Import rate against a named baseline: `python bench/import_rate.py --orders 1000000`.
+
+Generates a demo shop (storage.demo) with about that many orders, then measures:
+  (a) baseline: plain sqlite3, csv.reader over the same orders file + executemany of the same rows
+      into a table of the same columns (all TEXT, no indexes) on a fresh WAL file, committing every
+      --batch-size rows as the importer does;
+  (b) ours: storage.importer.import_file into a freshly migrated database, in a subprocess so that
+      its peak RSS is its own (customers are imported first, as a shop would, and timed apart).
+Prints rows/s for both, the ratio (bar >= 0.5) and the peak RSS (bar <= 300 MB); exits 1 when a
+bar is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from storage.importer import DEFAULT_BATCH_SIZE  # noqa: E402  (after the path set-up above)
+
+RATIO_BAR = 0.5
+RSS_BAR_MB = 300.0
+ORDERS_PER_CUSTOMER = 3.2  # storage.demo's mean, a little under so there are enough orders
+NOW = datetime(2026, 11, 1, tzinfo=UTC)  # fixed: the same data every run
+
+
+def generate(workdir: Path, orders: int, seed: int) -> tuple[Path, Path, int]:
+    """Demo files with exactly `orders` order rows (the generated tail is cut)."""
+    from storage.demo import write_demo_csv
+
+    customers_csv, full_orders = write_demo_csv(
+        workdir / "demo", int(orders / ORDERS_PER_CUSTOMER) + 1, seed=seed, now=NOW
+    )
+    orders_csv = workdir / "orders.csv"
+    written = 0
+    with full_orders.open(encoding="utf-8", newline="") as src, orders_csv.open("w", encoding="utf-8") as dst:
+        dst.write(src.readline())
+        for line in src:
+            if written == orders:
+                break
+            dst.write(line)
+            written += 1
+    full_orders.unlink()
+    return customers_csv, orders_csv, written
+
+
+def fresh(db: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return db
+
+
+def baseline(orders_csv: Path, db: Path, batch_size: int) -> float:
+    """Rows per second of the plainest possible load of the same rows."""
+    fresh(db)
+    started = time.perf_counter()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    rows = 0
+    with orders_csv.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        con.execute(f"CREATE TABLE orders ({', '.join(f'{name} TEXT' for name in header)})")
+        insert = f"INSERT INTO orders VALUES ({', '.join('?' * len(header))})"
+        while batch := [row for _, row in zip(range(batch_size), reader, strict=False)]:
+            con.executemany(insert, batch)
+            con.commit()
+            rows += len(batch)
+    con.close()
+    return rows / (time.perf_counter() - started)
+
+
+def ours(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> dict[str, float]:
+    """Runs the import in a child process; returns its measurements."""
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(customers_csv),
+        str(orders_csv),
+        str(db),
+        str(batch_size),
+    ]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> None:
+    from storage.db import create_engine
+    from storage.importer import import_file
+    from storage.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{fresh(db)}"
+    upgrade(url)
+
+    async def run() -> dict[str, float]:
+        engine = create_engine(url)
+        customers = await import_file(
+            engine=engine, kind="customers", path=customers_csv, batch_size=batch_size
+        )
+        orders = await import_file(engine=engine, kind="orders", path=orders_csv, batch_size=batch_size)
+        await engine.dispose()
+        if customers.failed or orders.failed:
+            raise SystemExit(f"rows failed: {customers.failed} customers, {orders.failed} orders")
+        return {
+            "customers_rows": customers.rows_read,
+            "customers_rate": customers.rows_read / customers.seconds,
+            "orders_rows": orders.rows_read,
+            "orders_rate": orders.rows_read / orders.seconds,
+        }
+
+    result = asyncio.run(run())
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps(result))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per transaction, both sides"
+    )
+    parser.add_argument("--workdir", type=Path, help="keep the files here (default: a temporary directory)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="touchpoint-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        customers_csv, orders_csv, rows = generate(workdir, args.orders, args.seed)
+        print(f"generated {rows:,} orders in {time.perf_counter() - started:.0f} s")
+        base = baseline(orders_csv, workdir / "baseline.db", args.batch_size)
+        print(f"baseline  sqlite3 csv.reader + executemany: {base:>10,.0f} rows/s")
+        got = ours(customers_csv, orders_csv, workdir / "touchpoint.db", args.batch_size)
+        print(f"ours      import_file (orders):             {got['orders_rate']:>10,.0f} rows/s")
+        customers = f"{got['customers_rows']:,.0f} rows at {got['customers_rate']:,.0f} rows/s"
+        print(f"          (customers first: {customers})")
+    ratio = got["orders_rate"] / base
+    rss = got["peak_rss_mb"]
+    ratio_ok, rss_ok = ratio >= RATIO_BAR, rss <= RSS_BAR_MB
+    print(f"ratio     {ratio:.2f}  (bar >= {RATIO_BAR})  {'ok' if ratio_ok else 'MISSED'}")
+    print(f"peak RSS  {rss:.0f} MB  (bar <= {RSS_BAR_MB:.0f} MB)  {'ok' if rss_ok else 'MISSED'}")
+    return 0 if ratio_ok and rss_ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+    else:
+        raise SystemExit(main())
