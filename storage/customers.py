@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -31,13 +32,29 @@ TOP_PRODUCTS = 3
 RECENT_NOTES = 2
 
 
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    order_no: str
+    created_at: datetime
+    amount_cents: int
+    status: str
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteLine:
+    created_at: datetime
+    author_name: str
+    text: str
+
+
 @dataclass(slots=True)
 class CardData:
     customer: Customer
-    recent_orders: list[Order]
-    top_products: list[tuple[str, int]]
-    tags: list[str]
-    notes: list[Note] = field(default_factory=list)
+    recent_orders: list[OrderLine] = field(default_factory=list)
+    top_products: list[tuple[str, int]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    notes: list[NoteLine] = field(default_factory=list)
 
 
 # Statements are built once, with bind parameters: building a SELECT (let alone a UNION of
@@ -84,69 +101,77 @@ async def find_customers(*, session: AsyncSession, query: Query) -> list[Custome
     return list((await session.exec(_FIND_PREFIX, params=params)).all())
 
 
-def _extras_query() -> CompoundSelect:
-    """Notes, tags and top products in one round trip: each query costs more in async plumbing
-    than SQLite spends answering it. Notes come first so their column types rule."""
+def _card_query() -> CompoundSelect:
+    """Latest orders, notes, tags and top products in one round trip: each query costs more in
+    async plumbing than SQLite spends answering it. Notes come first so their column types rule."""
 
-    def row(kind: str, label: Any, n: Any, author: Any, at: Any) -> Select:
+    def row(kind: str, label: Any, n: Any, who: Any, at: Any, extra: Any) -> Select:
         # Every column labelled alike, so UNION lines them up on every database.
         return select(
             literal(kind).label("kind"),
             label.label("label"),
             n.label("n"),
-            author.label("author"),
+            who.label("who"),
             at.label("at"),
+            extra.label("extra"),
         )
 
-    no_author, no_time = cast(null(), String), cast(null(), DateTime(timezone=True))
+    no_text, no_time = cast(null(), String), cast(null(), DateTime(timezone=True))
     notes = (
-        row("note", col(Note.text), col(Note.id), col(Note.author_name), col(Note.created_at))
+        row("note", col(Note.text), col(Note.id), col(Note.author_name), col(Note.created_at), no_text)
         .where(Note.customer_pk == _CUSTOMER)
         .order_by(col(Note.id).desc())
         .limit(RECENT_NOTES)
     )
-    tags = row("tag", col(CustomerTag.tag), literal(0), no_author, no_time).where(
+    orders = (
+        row(
+            "order",
+            col(Order.order_no),
+            col(Order.amount_cents),
+            col(Order.status),
+            col(Order.created_at),
+            col(Order.source),
+        )
+        .where(Order.customer_pk == _CUSTOMER)
+        .order_by(col(Order.created_at).desc())
+        .limit(RECENT_ORDERS)
+    )
+    tags = row("tag", col(CustomerTag.tag), literal(0), no_text, no_time, no_text).where(
         CustomerTag.customer_pk == _CUSTOMER
     )
     quantity = func.sum(OrderItem.quantity)
     products = (
-        row("product", col(Product.name), quantity, no_author, no_time)
+        row("product", col(Product.name), quantity, no_text, no_time, no_text)
         .join(Product, col(Product.id) == OrderItem.product_pk)
         .where(OrderItem.customer_pk == _CUSTOMER)
         .group_by(Product.name)
         .order_by(quantity.desc(), Product.name)
         .limit(TOP_PRODUCTS)
     )
-    return union_all(*(select(part.subquery()) for part in (notes, tags, products)))
+    return union_all(*(select(part.subquery()) for part in (notes, orders, tags, products)))
 
 
-_EXTRAS = _extras_query()
-_RECENT_ORDERS = (
-    select(Order)
-    .where(Order.customer_pk == _CUSTOMER)
-    .order_by(col(Order.created_at).desc())
-    .limit(RECENT_ORDERS)
-)
+_CARD = _card_query()
 
 
 async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | None:
     customer = await session.get(Customer, customer_pk)  # usually already in the session from the look-up
     if customer is None:
         return None
-    params = {"customer_pk": customer_pk}
-    orders = list((await session.exec(_RECENT_ORDERS, params=params)).all())
-    card = CardData(customer=customer, recent_orders=orders, top_products=[], tags=[])
-    for kind, label, n, author, at in (await session.exec(_EXTRAS, params=params)).all():  # type: ignore[call-overload]
-        if kind == "note":
-            card.notes.append(
-                Note(
-                    id=n, customer_pk=customer_pk, author_id=0, author_name=author, text=label, created_at=at
-                )
-            )
+    card = CardData(customer=customer)
+    rows = (await session.exec(_CARD, params={"customer_pk": customer_pk})).all()  # type: ignore[call-overload]
+    for kind, label, n, who, at, extra in rows:
+        if kind == "order":
+            card.recent_orders.append(OrderLine(label, at, n, who, extra))
+        elif kind == "note":
+            card.notes.append(NoteLine(at, who, label))
         elif kind == "tag":
             card.tags.append(label)
         else:
             card.top_products.append((label, int(n)))
+    # UNION ALL promises no order across its parts, so each list is put in order here.
+    card.recent_orders.sort(key=lambda o: o.created_at, reverse=True)
+    card.notes.sort(key=lambda note: note.created_at, reverse=True)
     card.tags.sort()
     return card
 

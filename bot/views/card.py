@@ -11,7 +11,7 @@ from aiogram.utils.i18n import gettext as _
 from crm import figures, lifecycle, profile, rfm
 from crm.palette import Palette
 from crm.privacy import mask_email, mask_phone
-from storage.customers import CardData
+from storage.customers import CardData, OrderLine
 from storage.models import Customer, Order
 from storage.stats import ShopCuts
 
@@ -105,7 +105,7 @@ def _value(c: Customer, ctx: CardContext) -> list[str]:
     return lines
 
 
-def order_line(order: Order, zone: ZoneInfo) -> str:
+def order_line(order: Order | OrderLine, zone: ZoneInfo) -> str:
     source = f" · {label(SOURCES, order.source)}" if order.source == "flash_sale" else ""
     return "• {date} {amount} {status}{source} <code>{no}</code>".format(
         date=day(order.created_at, zone),
