@@ -1,4 +1,4 @@
-"""Tables. Money is integer cents (exact, fast); times are naive UTC.
+"""Tables. Money is integer cents (exact, fast); times are timezone-aware UTC.
 
 A customer row carries its running figures (orders, spend, first / last purchase) so a card is one
 row plus the latest orders; the importer and the event path keep them in step with the orders
@@ -80,7 +80,7 @@ class OrderItem(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("order_pk", "product_pk", name="uq_order_item"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    order_pk: int = Field(foreign_key="orders.id", index=True)
+    order_pk: int = Field(foreign_key="orders.id")  # uq_order_item's leading column indexes it
     product_pk: int = Field(foreign_key="product.id")
     customer_pk: int = Field(foreign_key="customer.id", index=True)
     quantity: int = 1
