@@ -265,8 +265,8 @@ def _publish(call: Call, chat: Chat, content: Json, markup: Json | None) -> Json
 # --------------------------------------------------------------------------- sending
 
 
-async def send_message(call: Call) -> Json:
-    chat = call.writable_chat()
+def _text_and_markup(call: Call) -> tuple[Json, Json | None]:
+    """A message's text as sendMessage and editMessageText both take and check it."""
     if not call.params.has("text"):
         raise bad_request("message text is empty")
     text, entities = formatted_text(call.params, "text", "entities")
@@ -275,7 +275,13 @@ async def send_message(call: Call) -> Json:
         raise bad_request("message text is empty")
     if utf16_len(text) > MAX_TEXT_LENGTH:
         raise bad_request("message is too long")
-    return _publish(call, chat, {"text": text, "entities": entities}, markup)
+    return {"text": text, "entities": entities}, markup
+
+
+async def send_message(call: Call) -> Json:
+    chat = call.writable_chat()
+    content, markup = _text_and_markup(call)
+    return _publish(call, chat, content, markup)
 
 
 async def _send_media(call: Call, kind: str) -> Json:
@@ -401,15 +407,8 @@ async def edit_message_text(call: Call) -> Json:
     chat, stored = _message_to_edit(call)
     if "text" not in stored.message:
         raise bad_request("there is no text in the message to edit")
-    if not call.params.has("text"):
-        raise bad_request("message text is empty")
-    text, entities = formatted_text(call.params, "text", "entities")
-    markup = parse_reply_markup(call.params)
-    if not text:
-        raise bad_request("message text is empty")
-    if utf16_len(text) > MAX_TEXT_LENGTH:
-        raise bad_request("message is too long")
-    return _commit_edit(call, chat, stored, {"text": text, "entities": entities}, markup)
+    content, markup = _text_and_markup(call)
+    return _commit_edit(call, chat, stored, content, markup)
 
 
 async def edit_message_caption(call: Call) -> Json:

@@ -11,7 +11,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.callbacks import CardAction, CardCb, TagCb
-from bot.card_service import CardService
+from bot.card_service import CardService, RenderedCard
 from bot.handlers.common import current_locale, masks_contacts, release, replace
 from bot.keyboards import orders_keyboard, pick_keyboard, tags_keyboard
 from bot.views.card import display_name
@@ -75,18 +75,23 @@ async def card_command(
     await answer_lookup(message, command.args, session, cards)
 
 
+async def render_for_press(
+    query: CallbackQuery, cards: CardService, session: AsyncSession, customer_pk: int
+) -> RenderedCard | None:
+    """The card for the chat the button was pressed in (masked in groups)."""
+    assert query.message is not None
+    return await cards.render(
+        session, customer_pk, locale=current_locale(), mask_contacts=masks_contacts(query.message.chat)
+    )
+
+
 @router.callback_query(CardCb.filter(F.action.in_({CardAction.OPEN, CardAction.REFRESH})))
 async def open_card(
     query: CallbackQuery, callback_data: CardCb, session: AsyncSession, cards: CardService
 ) -> None:
     await query.answer()
     assert query.message is not None
-    card = await cards.render(
-        session,
-        callback_data.customer,
-        locale=current_locale(),
-        mask_contacts=masks_contacts(query.message.chat),
-    )
+    card = await render_for_press(query, cards, session, callback_data.customer)
     if card is None:
         await replace(query, _("This customer no longer exists."), None)
         return
@@ -138,12 +143,7 @@ async def toggle_tag(
         session=session, customer_pk=callback_data.customer, tag=callback_data.tag, user_id=query.from_user.id
     )
     assert query.message is not None
-    card = await cards.render(
-        session,
-        callback_data.customer,
-        locale=current_locale(),
-        mask_contacts=masks_contacts(query.message.chat),
-    )
+    card = await render_for_press(query, cards, session, callback_data.customer)
     assert card is not None
     current = await customer_tags(session=session, customer_pk=callback_data.customer)
     await replace(

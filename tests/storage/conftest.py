@@ -16,6 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.db import create_engine
+from storage.migrate import upgrade_async
 
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -55,3 +59,12 @@ async def pg_url() -> AsyncIterator[str]:
 def db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test on both databases."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database, on each of SQLite and PostgreSQL in turn."""
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    yield engine
+    await engine.dispose()

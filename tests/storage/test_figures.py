@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.figures import Figures, OrderFacts, compute_figures
-from storage.db import create_engine, make_sessionmaker
+from storage.db import make_sessionmaker
 from storage.figures import figures_mismatches, refresh_figures
-from storage.migrate import upgrade_async
 from storage.models import Customer, Order
 
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_async(db_url)
-    engine = create_engine(db_url)
-    yield engine
-    await engine.dispose()
 
 
 async def seed(engine: AsyncEngine) -> dict[str, int]:

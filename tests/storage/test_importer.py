@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,6 @@ ORDERS_HEADER = (
     "order_id,customer_id,created_at,paid_at,shipped_at,signed_at,"
     "status,amount,source,carrier,tracking_no,items"
 )
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_async(db_url)
-    engine = create_engine(db_url)
-    yield engine
-    await engine.dispose()
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:

@@ -19,11 +19,6 @@ from storage.stats import compute_shop_cuts, load_shop_cuts, recompute_shop_stat
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-
-
 @pytest.fixture
 async def session(db_url: str) -> AsyncIterator[AsyncSession]:
     await upgrade_async(db_url)
