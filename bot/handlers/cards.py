@@ -155,11 +155,11 @@ async def toggle_tag(
 async def start_note(
     query: CallbackQuery, callback_data: CardCb, session: AsyncSession, state: FSMContext, bot: Bot
 ) -> None:
-    await query.answer()
-    customer = await session.get(Customer, callback_data.customer)
+    customer = await session.get(Customer, callback_data.customer)  # one key look-up: quick
     if customer is None or query.message is None:
         await query.answer(_("This customer no longer exists."), show_alert=True)
         return
+    await query.answer()
     await state.set_state(NoteFlow.text)
     await state.update_data(customer=callback_data.customer)
     agent = f'<a href="tg://user?id={query.from_user.id}">{h(query.from_user.full_name)}</a>'
