@@ -8,4 +8,5 @@ from bot.handlers import admin, cards, errors, fallback
 
 
 def all_routers() -> list[Router]:
-    return [errors.router, admin.router, cards.router, fallback.router]
+    # Cards first: look-ups are most of the traffic, and no admin command matches their filters.
+    return [errors.router, cards.router, admin.router, fallback.router]
