@@ -36,13 +36,13 @@ PEOPLE: dict[str, dict[str, Any]] = {
 
 
 def sandbox_settings(settings: Settings, base_url: str) -> Settings:
+    # Always a database of its own: demo data must never land in the team's real one.
     update: dict[str, Any] = {
         "telegram_bot_token": SecretStr(SANDBOX_TOKEN),
         "telegram_api_base": base_url,
         "admin_ids": settings.admin_ids | {PEOPLE["lead"]["id"]},
+        "database_url": SANDBOX_DATABASE,
     }
-    if "database_url" not in settings.model_fields_set:
-        update["database_url"] = SANDBOX_DATABASE  # keep demo data away from a real database
     return settings.model_copy(update=update)
 
 
