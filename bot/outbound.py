@@ -15,6 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
@@ -27,7 +28,10 @@ log = logging.getLogger(__name__)
 SEND_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "copyMessage", "forwardMessage"}
 )
+PRUNE_EVERY = 10_000
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
+# A longer wait than this is not waited out inside one update: the error goes up and is reported.
+MAX_RETRY_AFTER = 120
 
 
 class SendPacer:
@@ -48,6 +52,7 @@ class SendPacer:
         self._chat_tat: dict[int | str, float] = defaultdict(float)
         self._global_next = 0.0
         self._group_sends: dict[int | str, deque[float]] = defaultdict(deque)
+        self._sends_since_prune = 0
 
     def reserve(self, chat_id: int | str | None, *, counts_for_group: bool = True) -> float:
         """Book the earliest moment this chat may get its next message; returns seconds to wait.
@@ -57,6 +62,9 @@ class SendPacer:
         now = self._clock()
         if chat_id is None:
             return 0.0
+        self._sends_since_prune += 1
+        if self._sends_since_prune >= PRUNE_EVERY:
+            self._prune(now)
         at = max(now, self._chat_tat[chat_id] - self._chat_tolerance)
         window = self._group_sends[chat_id] if counts_for_group and _is_group(chat_id) else None
         if window is not None:
@@ -67,6 +75,16 @@ class SendPacer:
             window.append(at)
         self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
         return at - now
+
+    def _prune(self, now: float) -> None:
+        """Forget chats whose bookings are all in the past: the maps stay as small as the active set."""
+        self._sends_since_prune = 0
+        for chat_id in [c for c, tat in self._chat_tat.items() if tat < now - 60.0]:
+            del self._chat_tat[chat_id]
+        for chat_id in [
+            c for c, window in self._group_sends.items() if not window or window[-1] < now - 60.0
+        ]:
+            del self._group_sends[chat_id]
 
     def global_wait(self) -> float:
         """The bot-wide pace, taken at the moment of sending: 0 means go (and the slot is used)."""
@@ -134,19 +152,35 @@ class PacedRequests(BaseRequestMiddleware):
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
-                if attempt >= self.max_retries:
+                # 429: Telegram did not take the message, so sending again cannot duplicate it.
+                if attempt >= self.max_retries or exc.retry_after > MAX_RETRY_AFTER:
                     raise
                 self.retried_429 += 1
                 log.warning("429 on %s, retrying after %ss", name, exc.retry_after)
-                self.pacer.back_off(chat_id, float(exc.retry_after))
+                if chat_id is not None:
+                    self.pacer.back_off(chat_id, float(exc.retry_after))
                 await asyncio.sleep(float(exc.retry_after))
             except (TelegramServerError, TelegramNetworkError) as exc:
-                if attempt >= self.max_retries:
+                if attempt >= self.max_retries or not _safe_to_repeat(name, exc):
                     raise
                 delay = min(self.max_backoff, 0.5 * 2**attempt)
                 log.warning("%s on %s, retrying in %.1fs", type(exc).__name__, name, delay)
                 await asyncio.sleep(delay)
             attempt += 1
+
+
+def _safe_to_repeat(method: str, exc: Exception) -> bool:
+    """Whether a failed call may be sent again without risking a second copy in the chat.
+
+    Edits, answers and reads are idempotent. A new message is repeated only when Telegram cannot
+    have taken it: a 5xx answer (Telegram failed the request), or no connection at all. A timeout
+    or a dropped connection after sending may have delivered it, so that error goes up instead.
+    """
+    if method not in SEND_METHODS:
+        return True
+    if isinstance(exc, TelegramServerError):
+        return True
+    return isinstance(exc.__cause__, aiohttp.ClientConnectorError)
 
 
 def install_pacing(bot: Bot, pacer: SendPacer, *, max_retries: int) -> PacedRequests:

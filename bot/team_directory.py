@@ -19,9 +19,13 @@ T = TypeVar("T")
 
 
 class _TtlCache(Generic[T]):
+    """A value per key for `ttl` seconds. Each forget bumps the key's generation, so a read that
+    started before a change cannot put the old value back when it finishes after it."""
+
     def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
         self._ttl, self._clock = ttl, clock
         self._items: dict[int, tuple[float, T | None]] = {}
+        self._generations: dict[int, int] = {}
 
     def get(self, key: int) -> tuple[bool, T | None]:
         hit = self._items.get(key)
@@ -29,13 +33,19 @@ class _TtlCache(Generic[T]):
             return False, None
         return True, hit[1]
 
-    def put(self, key: int, value: T | None) -> None:
+    def generation(self, key: int) -> int:
+        return self._generations.get(key, 0)
+
+    def put(self, key: int, value: T | None, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation(key):
+            return  # changed while this value was being read: it is already stale
         if len(self._items) > 50_000:  # bounded: a bot sees far fewer people than this between sweeps
             self._items.clear()
         self._items[key] = (self._clock(), value)
 
     def forget(self, key: int) -> None:
         self._items.pop(key, None)
+        self._generations[key] = self.generation(key) + 1
 
 
 class TeamDirectory:
@@ -48,18 +58,21 @@ class TeamDirectory:
     async def chat(self, session: AsyncSession, chat_id: int) -> TeamChat | None:
         known, chat = self._chats.get(chat_id)
         if not known:
+            generation = self._chats.generation(chat_id)
             chat = await team.active_chat(session=session, chat_id=chat_id)
-            self._chats.put(chat_id, chat)
+            self._chats.put(chat_id, chat, generation)
         return chat
 
     async def agent(self, session: AsyncSession, user_id: int) -> Agent | None:
         known, agent = self._agents.get(user_id)
         if not known:
+            generation = self._agents.generation(user_id)
             agent = await team.get_agent(session=session, user_id=user_id)
-            self._agents.put(user_id, agent)
+            self._agents.put(user_id, agent, generation)
         return agent
 
     def remember_agent(self, agent: Agent) -> None:
+        self._agents.forget(agent.user_id)
         self._agents.put(agent.user_id, agent)
 
     def forget_chat(self, chat_id: int) -> None:

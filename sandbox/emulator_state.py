@@ -510,7 +510,7 @@ class Emulator:
         bot = self.bots.get(stored.bot_id) if stored.bot_id is not None else None
         if bot is None:
             raise ControlError(f"message {message_id} was not sent by a connected bot")
-        self._join_if_needed(chat, user)
+        # No auto-join here: in a public group, people who never joined can press buttons.
         query = CallbackQuery(
             id=str(4_100_000_000_000_000_000 + self.next_id()),
             bot_id=bot.id,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from rich.console import Console
 from rich.text import Text
+
+# "3" presses button 3 of the latest keyboard, "12.3" button 3 of message #12; a phone number is text.
+BUTTON_PRESS = re.compile(r"^(?:\d{1,6}\.)?\d{1,2}$")
 
 STYLES = {
     "bold": "bold",
@@ -61,8 +65,8 @@ class TerminalChat:
     in_private: bool = False
     console: Console = field(default_factory=Console)
     _seen: dict[tuple[int, int], int] = field(default_factory=dict)
-    _keyboards: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    _latest_keyboard: int | None = None
+    _keyboards: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    _latest_keyboard: tuple[int, int] | None = None
 
     @property
     def user(self) -> dict[str, Any]:
@@ -104,7 +108,7 @@ class TerminalChat:
         if line in ("/private", "/group"):
             self.in_private = line == "/private"
             return True
-        if line.replace(".", "", 1).isdigit():
+        if BUTTON_PRESS.match(line):
             await self._press(http, line)
             return True
         body = {"chat_id": self.chat_id, "from": self.user, "text": line}
@@ -115,15 +119,16 @@ class TerminalChat:
 
     async def _press(self, http: aiohttp.ClientSession, line: str) -> None:
         message_id, _, number = line.rpartition(".")
-        target = int(message_id) if message_id else self._latest_keyboard
-        buttons = self._keyboards.get(target or -1, [])
+        target = (self.chat_id, int(message_id)) if message_id else self._latest_keyboard
+        buttons = self._keyboards.get(target, []) if target else []
         index = int(number) - 1
         if not 0 <= index < len(buttons):
             self.console.print("[red]No such button.[/red]")
             return
+        assert target is not None
         body = {
-            "chat_id": self.chat_id,
-            "message_id": target,
+            "chat_id": target[0],
+            "message_id": target[1],
             "from": self.user,
             "data": buttons[index]["data"],
         }
@@ -170,7 +175,7 @@ class TerminalChat:
             if b.get("callback_data")
         ]
         if buttons:
-            self._keyboards[message["message_id"]] = buttons
-            self._latest_keyboard = message["message_id"]
+            self._keyboards[key] = buttons
+            self._latest_keyboard = key
             listing = "  ".join(f"[{i}] {b['text']}" for i, b in enumerate(buttons, start=1))
             self.console.print(Text(listing, style="cyan"))

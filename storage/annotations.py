@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +25,10 @@ async def toggle_tag(*, session: AsyncSession, customer_pk: int, tag: str, user_
         await session.commit()
         return False
     session.add(CustomerTag(customer_pk=customer_pk, tag=tag, set_by=user_id, set_at=datetime.now(UTC)))
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()  # a double tap set it a moment ago: it is set either way
     return True
 
 

@@ -28,9 +28,6 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     ensure_sqlite_dir(url)
-    # Sessions always end their transaction (commit or rollback) before handing the connection
-    # back, so the pool's own rollback-on-return would be a second, wasted round trip per update.
-    kwargs.setdefault("pool_reset_on_return", None)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import Agent, TeamChat
+
+T = TypeVar("T")
+
+
+async def _commit_or_retry(session: AsyncSession, retry: Callable[[], Awaitable[T]]) -> T | None:
+    """Two updates creating the same row at once: the loser rolls back and runs again as an update."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return await retry()
+    return None
 
 
 async def bind_chat(*, session: AsyncSession, chat_id: int, title: str, bound_by: int) -> bool:
@@ -19,8 +34,10 @@ async def bind_chat(*, session: AsyncSession, chat_id: int, title: str, bound_by
         chat = TeamChat(chat_id=chat_id, title=title, bound_by=bound_by, bound_at=datetime.now(UTC))
     chat.active, chat.title, chat.bound_by, chat.bound_at = True, title, bound_by, datetime.now(UTC)
     session.add(chat)
-    await session.commit()
-    return True
+    again = await _commit_or_retry(
+        session, lambda: bind_chat(session=session, chat_id=chat_id, title=title, bound_by=bound_by)
+    )
+    return True if again is None else again
 
 
 async def unbind_chat(*, session: AsyncSession, chat_id: int) -> bool:
@@ -57,8 +74,13 @@ async def record_agent(
     agent.last_seen_chat = chat_id if chat_id is not None else agent.last_seen_chat
     agent.verified_at = datetime.now(UTC)
     session.add(agent)
-    await session.commit()
-    return agent
+    again = await _commit_or_retry(
+        session,
+        lambda: record_agent(
+            session=session, user_id=user_id, display_name=display_name, username=username, chat_id=chat_id
+        ),
+    )
+    return again or agent
 
 
 async def set_agent_locale(
@@ -67,4 +89,7 @@ async def set_agent_locale(
     agent = await session.get(Agent, user_id) or Agent(user_id=user_id, display_name=display_name[:128])
     agent.locale = locale
     session.add(agent)
-    await session.commit()
+    await _commit_or_retry(
+        session,
+        lambda: set_agent_locale(session=session, user_id=user_id, display_name=display_name, locale=locale),
+    )

@@ -12,14 +12,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.callbacks import CardAction, CardCb, TagCb
 from bot.card_service import CardService, RenderedCard
-from bot.handlers.common import current_locale, masks_contacts, release, replace
+from bot.handlers.common import current_locale, masks_contacts, release, replace, replace_markup
 from bot.keyboards import orders_keyboard, pick_keyboard, tags_keyboard
 from bot.views.card import display_name
 from bot.views.format import clip, h
 from bot.views.orders import render_orders_page, render_pick_list
 from crm.lookup import MAX_QUERY_CHARS, QueryError
 from storage import annotations
-from storage.customers import customer_tags, orders_page
+from storage.customers import PICK_LIMIT, customer_tags, orders_page
 from storage.models import Customer
 
 router = Router(name="cards")
@@ -48,6 +48,8 @@ async def answer_lookup(message: Message, raw: str | None, session: AsyncSession
             await message.answer(_("Whom should I look up?") + "\n" + search_hint())
         return
     mask = masks_contacts(message.chat)
+    if len(found) != 1:
+        await release(session)
     if not found:
         await message.answer(
             _("No customer matches “{query}”.").format(query=h(clip(" ".join((raw or "").split()), 40)))
@@ -57,7 +59,8 @@ async def answer_lookup(message: Message, raw: str | None, session: AsyncSession
         return
     if len(found) > 1:
         await message.answer(
-            render_pick_list(raw or "", len(found)), reply_markup=pick_keyboard(found, mask_contacts=mask)
+            render_pick_list(raw or "", len(found), more=len(found) >= PICK_LIMIT),
+            reply_markup=pick_keyboard(found, mask_contacts=mask),
         )
         return
     customer_pk = found[0].id
@@ -92,6 +95,7 @@ async def open_card(
     await query.answer()
     assert query.message is not None
     card = await render_for_press(query, cards, session, callback_data.customer)
+    await release(session)
     if card is None:
         await replace(query, _("This customer no longer exists."), None)
         return
@@ -107,11 +111,17 @@ async def show_orders(
     if customer is None:
         await replace(query, _("This customer no longer exists."), None)
         return
+    page = callback_data.page
     orders, total = await orders_page(
-        session=session, customer_pk=callback_data.customer, page=callback_data.page, per_page=ORDERS_PER_PAGE
+        session=session, customer_pk=callback_data.customer, page=page, per_page=ORDERS_PER_PAGE
     )
     pages = max(1, -(-total // ORDERS_PER_PAGE))
-    page = min(callback_data.page, pages - 1)
+    if page >= pages:  # a stale button after orders changed: show the last page there is
+        page = pages - 1
+        orders, total = await orders_page(
+            session=session, customer_pk=callback_data.customer, page=page, per_page=ORDERS_PER_PAGE
+        )
+    await release(session)
     text = render_orders_page(customer, orders, page=page, pages=pages, total=total, zone=cards.settings.zone)
     await replace(query, text, orders_keyboard(callback_data.customer, page=page, pages=pages))
 
@@ -122,10 +132,10 @@ async def show_tags(
 ) -> None:
     await query.answer(_("Tap a tag to set or clear it."))
     current = await customer_tags(session=session, customer_pk=callback_data.customer)
-    if isinstance(query.message, Message):
-        await query.message.edit_reply_markup(
-            reply_markup=tags_keyboard(callback_data.customer, cards.palette, current, current_locale())
-        )
+    await release(session)
+    await replace_markup(
+        query, tags_keyboard(callback_data.customer, cards.palette, current, current_locale())
+    )
 
 
 @router.callback_query(TagCb.filter())
@@ -146,6 +156,7 @@ async def toggle_tag(
     card = await render_for_press(query, cards, session, callback_data.customer)
     assert card is not None
     current = await customer_tags(session=session, customer_pk=callback_data.customer)
+    await release(session)
     await replace(
         query, card.text, tags_keyboard(callback_data.customer, cards.palette, current, current_locale())
     )
@@ -160,6 +171,7 @@ async def start_note(
         await query.answer(_("This customer no longer exists."), show_alert=True)
         return
     await query.answer()
+    await release(session)
     await state.set_state(NoteFlow.text)
     await state.update_data(customer=callback_data.customer)
     agent = f'<a href="tg://user?id={query.from_user.id}">{h(query.from_user.full_name)}</a>'

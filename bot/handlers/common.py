@@ -24,6 +24,16 @@ async def replace(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup 
         await query.bot.send_message(message.chat.id, text, reply_markup=markup)
 
 
+async def replace_markup(query: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
+    """Swap the pressed message's buttons; a double tap ("not modified") or an old message is fine."""
+    if isinstance(query.message, Message):
+        try:
+            await query.message.edit_reply_markup(reply_markup=markup)
+        except TelegramBadRequest as exc:
+            if "not modified" not in exc.message and "can't be edited" not in exc.message:
+                raise
+
+
 def current_locale() -> str:
     return get_i18n().current_locale
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from aiogram import Router
-from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ErrorEvent
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import ErrorEvent, Update
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
@@ -30,11 +30,22 @@ async def on_error(event: ErrorEvent, i18n: I18n) -> bool:
         text = _(
             "Something went wrong and nothing was changed. Please try again; if it persists, tell your lead."
         )
-        try:
-            if update.callback_query is not None:
-                await update.callback_query.answer(text, show_alert=True)
-            elif update.message is not None:
-                await update.message.answer(text)
-        except TelegramAPIError:
-            log.warning("could not report the failure of update %s", update.update_id)
+        await _tell(update, text)
     return True
+
+
+async def _tell(update: Update, text: str) -> None:
+    """A press gets an alert (or, if it was already answered, a message); in groups only commands
+    get an answer, so a failure on a plain message does not make the bot talk over the team."""
+    query, message = update.callback_query, update.message
+    try:
+        if query is not None:
+            try:
+                await query.answer(text, show_alert=True)
+            except TelegramBadRequest:  # answered before the failure: say it in the chat instead
+                if query.message is not None and query.bot is not None:
+                    await query.bot.send_message(query.message.chat.id, text)
+        elif message is not None and (message.chat.type == "private" or (message.text or "").startswith("/")):
+            await message.answer(text)
+    except TelegramAPIError:
+        log.warning("could not report the failure of update %s", update.update_id)

@@ -39,5 +39,11 @@ def pick_label(customer: Customer, *, mask_contacts: bool) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def render_pick_list(query: str, count: int) -> str:
-    return _("🔎 {count} customers match “{query}”. Pick one:").format(count=count, query=h(clip(query, 40)))
+def render_pick_list(query: str, count: int, *, more: bool) -> str:
+    """`more`: the list was cut at `count`, so there may be others; say so and suggest refining."""
+    shown = h(clip(" ".join(query.split()), 40))
+    if more:
+        return _(
+            "🔎 Many customers match “{query}”; here are the first {count}. Pick one or refine the search:"
+        ).format(count=count, query=shown)
+    return _("🔎 {count} customers match “{query}”. Pick one:").format(count=count, query=shown)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.chat import ChatUser, Emulator, buttons
-from tests.e2e.conftest import STRANGER, UNBOUND_GROUP
+from tests.e2e.conftest import LEAD, STRANGER, UNBOUND_GROUP
 
 pytestmark = pytest.mark.e2e
 
@@ -175,3 +175,27 @@ def test_429_from_telegram_is_waited_out_and_the_reply_still_arrives(
     assert "阿杰" in card["text"]
     codes = [c.get("error_code") for c in emulator.calls("sendMessage")][-2:]
     assert codes == [429, None]
+
+
+def test_a_visitor_of_the_group_cannot_press_card_buttons(agent: ChatUser, emulator: Emulator) -> None:
+    (card,) = agent.send("/card C002")
+    visitor = ChatUser(emulator, agent.chat_id, {"id": 9777, "first_name": "Visitor", "language_code": "en"})
+    answer = visitor.click(card, "Tags")
+    assert answer["show_alert"] and "Only members of this team" in answer["text"]
+    assert agent.current(card)["edit_count"] == 0  # nothing changed
+    # ... and pressing did not make the visitor a member with access to private look-ups.
+    private = ChatUser(emulator, 9777, visitor.user)
+    (refusal,) = private.send("13912345678")
+    assert "only for members" in refusal["text"]
+
+
+def test_unbinding_the_group_ends_private_access_too(team_group: int, emulator: Emulator) -> None:
+    member = ChatUser(emulator, team_group, {"id": 9555, "first_name": "Temp", "language_code": "en"})
+    member.send("/help")  # seen in this team group, and in no other
+    private = ChatUser(emulator, member.user["id"], member.user)
+    (card,) = private.send("C002")
+    assert "阿杰" in card["text"]
+    (unbound,) = ChatUser(emulator, team_group, LEAD).send("/unbind")
+    assert "no longer served" in unbound["text"]
+    (refusal,) = private.send("C002")
+    assert "only for members" in refusal["text"]
