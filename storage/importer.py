@@ -24,19 +24,16 @@ On SQLite the importing connection runs without per-row foreign key checks (see 
 
 from __future__ import annotations
 
-import codecs
-import csv
 import gc
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, literal_column, or_
@@ -48,6 +45,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from crm.lookup import normalize_phone
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
 from storage.figures import FIGURE_COLUMNS, refresh_figures
+from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
+from storage.import_values import (
+    FLASH_SALE,
+    FLASH_SALE_NAMES,
+    RowError,
+    TimeParser,
+    bounded_text,
+    derive_status,
+    identifier,
+    max_len,
+    parse_amount,
+    parse_gender,
+    parse_items,
+    parse_status,
+    utc_text,
+)
 from storage.models import Customer, Order, Product
 
 __all__ = [
@@ -67,12 +80,9 @@ TEAM_ZONE = ZoneInfo("Asia/Shanghai")
 # Rows per transaction. Larger batches write each touched index page once for more rows: at 1 M
 # orders 20 000 imports ~1.5x as fast as 5 000, for ~45 MB more peak memory (bench/import_rate.py).
 DEFAULT_BATCH_SIZE = 20_000
-SNIFF_BYTES = 1 << 20
 # SQLite page cache of the importing connection: 64 MiB while it imports, then SQLite's default.
 BULK_CACHE_KIB = -65536
 DEFAULT_CACHE_KIB = -2000
-MAX_CENTS = 2_147_483_647  # orders.amount_cents is a 32-bit integer on PostgreSQL
-MAX_QUANTITY = 100_000
 
 _customer: Table = Customer.__table__  # type: ignore[attr-defined]
 _orders: Table = Order.__table__  # type: ignore[attr-defined]
@@ -90,436 +100,12 @@ class ImportSummary:
     seconds: float = 0.0
 
 
-class RowError(ValueError):
-    """One row cannot be imported; `reason` goes to the error file."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _max_len(table: Table, column: str) -> int:
-    return int(table.c[column].type.length)
-
-
-# ---------------------------------------------------------------------------------------------
-# Field parsing. Internal times are UTC text "YYYY-MM-DD HH:MM:SS.ffffff": the exact form
-# SQLAlchemy stores on SQLite, ordered like the instants, and turned into datetimes for PostgreSQL.
-
-_MINUTE_SECOND = frozenset(f":{m:02d}:{s:02d}" for m in range(60) for s in range(60))
-_MINUTE = frozenset(f":{m:02d}" for m in range(60))
-_TIME = re.compile(
-    r"\s*(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
-    r"(?:(?:\s+|T)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,6}))?)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?\s*",
-    re.ASCII,
-)
-_HOUR_CACHE_LIMIT = 500_000
-
-
-def _utc_text(moment: datetime) -> str:
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d} "
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
-    )
-
-
-class TimeParser:
-    """Parses the time formats exports use into internal UTC text; naive times are in `zone`.
-
-    Fast path: 'YYYY-MM-DD HH:MM[:SS]' with a cache from the local hour to the UTC hour (valid when
-    the zone's offset is a whole number of hours and constant through that hour), so most values
-    cost two dict look-ups and a concatenation instead of building datetimes.
-    """
-
-    def __init__(self, zone: ZoneInfo) -> None:
-        self.zone = zone
-        self._hours: dict[str, str] = {}
-
-    def __call__(self, text: str) -> str | None:
-        size = len(text)
-        if size == 19:
-            head = self._hours.get(text[:13])
-            if head is not None and text[13:] in _MINUTE_SECOND:
-                return head + text[13:] + ".000000"
-        elif size == 16:
-            head = self._hours.get(text[:13])
-            if head is not None and text[13:] in _MINUTE:
-                return head + text[13:] + ":00.000000"
-        return self._slow(text)
-
-    def _slow(self, text: str) -> str | None:
-        if not text or text.isspace():
-            return None
-        match = _TIME.fullmatch(text)
-        if match is None:
-            raise RowError(f"not a date/time: {text!r}")
-        year, month, day, hour, minute, second, fraction, offset = match.groups()
-        try:
-            local = datetime(
-                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-                int((fraction or "0").ljust(6, "0")),
-            )  # fmt: skip
-            if not 1900 <= local.year <= 2200:
-                raise ValueError("year out of range")
-            if offset:
-                moment = local.replace(tzinfo=_offset_zone(offset)).astimezone(UTC)
-            else:
-                moment = local.replace(tzinfo=self.zone).astimezone(UTC)
-        except (ValueError, OverflowError):
-            raise RowError(f"not a date/time: {text!r}") from None
-        if not offset and hour is not None:
-            self._remember_hour(local)
-        return _utc_text(moment)
-
-    def _remember_hour(self, local: datetime) -> None:
-        start = local.replace(minute=0, second=0, microsecond=0, tzinfo=self.zone)
-        end = start.replace(minute=59, second=59)
-        offset = start.utcoffset()
-        if offset is None or offset != end.utcoffset() or offset % timedelta(hours=1):
-            return
-        if len(self._hours) >= _HOUR_CACHE_LIMIT:
-            self._hours.clear()
-        utc = start.replace(tzinfo=None) - offset
-        self._hours[f"{start:%Y-%m-%d %H}"] = f"{utc:%Y-%m-%d %H}"
-
-    def date(self, text: str) -> str | None:
-        """A calendar date (birthday) as 'YYYY-MM-DD'; a time part, if any, is ignored."""
-        if not text:
-            return None
-        match = _TIME.fullmatch(text)
-        try:
-            if match is None:
-                raise ValueError
-            year, month, day = (int(part) for part in match.groups()[:3])
-            return date(year, month, day).isoformat()
-        except ValueError:
-            raise RowError(f"not a date: {text!r}") from None
-
-
-def _offset_zone(offset: str) -> timezone:
-    if offset == "Z":
-        return UTC
-    digits = offset[1:].replace(":", "")
-    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-    return timezone(-delta if offset[0] == "-" else delta)
-
-
-_MONEY_NOISE = str.maketrans("", "", "¥￥,， 元")
-
-
-def parse_amount(text: str) -> int:
-    """'123.45', '¥1,234.50', '1234' -> cents, exactly (no float on the way)."""
-    whole, _, fraction = text.partition(".")
-    if whole.isdigit() and whole.isascii() and len(fraction) <= 2 and (fraction.isdigit() or not fraction):
-        cents = int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if fraction else 0)
-        if cents <= MAX_CENTS:
-            return cents
-    return _parse_amount_slow(text)
-
-
-def _parse_amount_slow(text: str) -> int:
-    cleaned = text.strip().upper().removeprefix("RMB").translate(_MONEY_NOISE)
-    if not cleaned:
-        raise RowError("missing amount")
-    if cleaned.startswith("-") or (cleaned.startswith("(") and cleaned.endswith(")")):
-        raise RowError(f"negative amount: {text!r}")
-    cleaned = cleaned.removeprefix("+")
-    whole, _, fraction = cleaned.partition(".")
-    whole = whole or "0"
-    if not (
-        whole.isdigit() and whole.isascii() and (not fraction or (fraction.isdigit() and fraction.isascii()))
-    ):
-        raise RowError(f"not an amount: {text!r}")
-    if fraction[2:].strip("0"):
-        raise RowError(f"amount has fractions of a cent: {text!r}")
-    cents = int(whole) * 100 + int(fraction[:2].ljust(2, "0"))
-    if cents > MAX_CENTS:
-        raise RowError(f"amount too large: {text!r}")
-    return cents
-
-
-_QUANTITY_TAIL = re.compile(r"(.*?)\s*[xX*＊✕]\s*(\d+)", re.DOTALL)
-_PRODUCT_NAME_MAX = _max_len(_product, "name")
-
-
-def parse_items(text: str) -> dict[str, int]:
-    """'name×2;other' -> {'name': 2, 'other': 1}; also x, X, *; repeats in one order are summed."""
-    items: dict[str, int] = {}
-    for raw in text.replace("；", ";").split(";"):
-        part = raw.strip()
-        if not part:
-            continue
-        name, sep, count = part.rpartition("×")
-        if sep and count.strip().isdigit() and count.isascii():
-            name, count = name.strip(), count.strip()
-        elif sep and not count.strip():
-            raise RowError(f"unparseable items: {part!r} (no quantity after ×)")
-        else:  # no quantity: "纸巾 80抽×6包" is one product's name
-            match = _QUANTITY_TAIL.fullmatch(part)
-            name, count = (match.group(1), match.group(2)) if match else (part, "1")
-        quantity = int(count)
-        if not name:
-            raise RowError(f"unparseable items: {part!r} (no product name)")
-        if not 0 < quantity <= MAX_QUANTITY:
-            raise RowError(f"unparseable items: {part!r} (quantity {quantity})")
-        if len(name) > _PRODUCT_NAME_MAX:
-            raise RowError(f"item name longer than {_PRODUCT_NAME_MAX} characters: {name[:40]!r}…")
-        items[name] = items.get(name, 0) + quantity
-    if not items:
-        raise RowError(f"unparseable items: {text!r}")
-    return items
-
-
-def _status_key(text: str) -> str:
-    return re.sub(r"[\s,，、;；:：]", "", text).casefold()
-
-
-STATUSES: dict[str, str] = {
-    _status_key(label): status
-    for status, labels in {
-        "created": ("created", "pending", "unpaid", "等待买家付款", "待付款", "未付款", "已下单"),
-        "paid": ("paid", "买家已付款", "等待卖家发货", "买家已付款，等待卖家发货", "待发货", "已付款"),
-        "shipped": (
-            "shipped",
-            "卖家已发货",
-            "等待买家确认收货",
-            "卖家已发货，等待买家确认",
-            "已发货",
-            "待收货",
-        ),
-        "signed": (
-            "signed",
-            "delivered",
-            "completed",
-            "交易成功",
-            "已签收",
-            "买家已签收",
-            "已完成",
-            "已收货",
-        ),
-        "closed": ("closed", "cancelled", "canceled", "交易关闭", "已关闭", "交易已关闭", "已取消"),
-        "refunded": ("refunded", "退款成功", "已退款", "退款完成"),
-    }.items()
-    for label in labels
-}
-
-GENDERS: dict[str, str | None] = {
-    "男": "m", "m": "m", "male": "m", "先生": "m", "女": "f", "f": "f", "female": "f", "女士": "f",
-    "未知": None, "保密": None, "unknown": None, "其他": None, "-": None,
-}  # fmt: skip
-FLASH_SALE = "flash_sale"
-FLASH_SALE_NAMES = frozenset({"聚划算", "juhuasuan", "flash_sale", "flash sale", "flash-sale", "聚划算订单"})
-
-
-def parse_gender(text: str) -> str | None:
-    try:
-        return GENDERS[text.casefold()]
-    except KeyError:
-        raise RowError(f"unknown gender: {text!r} (use 男/女, m/f, male/female)") from None
-
-
-def parse_status(text: str) -> str:
-    status = STATUSES.get(_status_key(text))
-    if status is None:
-        raise RowError(f"unknown status: {text!r}")
-    return status
-
-
-def derive_status(paid: object, shipped: object, signed: object, closed: object, refunded: object) -> str:
-    """The status an order has reached by its timestamps, when the file gives none."""
-    if refunded is not None:
-        return "refunded"
-    if closed is not None:
-        return "closed"
-    if signed is not None:
-        return "signed"
-    if shipped is not None:
-        return "shipped"
-    return "paid" if paid is not None else "created"
-
-
-def _text(value: str, field: str, limit: int) -> str | None:
-    value = value.strip()
-    if len(value) > limit:
-        raise RowError(f"{field} longer than {limit} characters")
-    return value or None
-
-
-def _identifier(value: str, field: str, limit: int) -> str:
-    """An id cell; Excel-protected forms (="123", '123) are unwrapped."""
-    value = value.strip()
-    if value[:2] == '="' and value[-1:] == '"':
-        value = value[2:-1].strip()
-    elif value[:1] == "'":
-        value = value[1:].strip()
-    if not value:
-        raise RowError(f"missing {field}")
-    if len(value) > limit:
-        raise RowError(f"{field} longer than {limit} characters")
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading files.
-
-
-class _Table:
-    """The rows of one CSV or .xlsx file: `header`, then (physical line number, cells) pairs."""
-
-    header: list[str]
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> _Table:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def sniff_encoding(sample: bytes) -> str:
-    """UTF-8 (with or without BOM) or GB18030 (a superset of GBK, what Taobao exports use)."""
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    raise FileRejected("cannot tell the file's text encoding: save it as CSV in UTF-8 or GBK")
-
-
-class _CsvTable(_Table):
-    def __init__(self, path: Path) -> None:
-        with path.open("rb") as raw:
-            sample = raw.read(SNIFF_BYTES)
-        self.encoding = sniff_encoding(sample)
-        self._file: TextIO = path.open(encoding=self.encoding, newline="")
-        try:
-            first = self._file.readline()
-            delimiter = (
-                "\t" if first.count("\t") > first.count(",") else ","
-            )  # Excel's "Unicode text" is tabbed
-            self._file.seek(0)
-            self._reader = csv.reader(self._file, delimiter=delimiter)
-            self.header = next(self._reader)
-        except (StopIteration, UnicodeDecodeError):
-            self.close()
-            raise FileRejected("the file is empty or not text") from None
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        reader = self._reader
-        line = reader.line_num
-        try:
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                if row and any(row):
-                    yield start, row
-        except UnicodeDecodeError as exc:
-            raise FileRejected(
-                f"the file is not valid {self.encoding} near line {line + 1}; rows before it were imported"
-            ) from exc
-        except csv.Error as exc:
-            raise FileRejected(
-                f"broken CSV near line {line + 1}: {exc}; rows before it were imported"
-            ) from exc
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat(" ", "microseconds" if value.microsecond else "seconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-class _XlsxTable(_Table):
-    def __init__(self, path: Path) -> None:
-        from openpyxl import load_workbook  # only .xlsx imports pay for it
-
-        try:
-            self._book = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a broken file
-            raise FileRejected(f"cannot read the workbook: {exc}") from exc
-        sheet = self._book.active
-        if sheet is None:
-            self.close()
-            raise FileRejected("the workbook has no sheet")
-        self._rows = sheet.iter_rows(min_row=1, values_only=True)
-        first = next(self._rows, None)
-        if first is None:
-            self.close()
-            raise FileRejected("the sheet is empty")
-        self.header = [_cell_text(v) for v in first]
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        for line, values in enumerate(self._rows, start=2):
-            if any(v is not None and v != "" for v in values):
-                yield line, [_cell_text(v) for v in values]
-
-    def close(self) -> None:
-        self._book.close()
-
-
-def open_table(path: Path) -> _Table:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise FileRejected(f"no such file: {path}")
-    if suffix in (".xlsx", ".xlsm"):
-        return _XlsxTable(path)
-    if suffix == ".xls":
-        raise FileRejected("old .xls workbooks are not supported: save as .xlsx or CSV")
-    return _CsvTable(path)
-
-
-class _ErrorFile:
-    """Bad rows with line and reason; opened on the first one (UTF-8 with BOM, so Excel shows 中文)."""
-
-    def __init__(self, path: Path, source: Path, header: Sequence[str]) -> None:
-        self.path, self._source, self._header = path, source.name, list(header)
-        path.unlink(missing_ok=True)  # one left by an earlier run would describe rows of that run
-        self._file: TextIO | None = None
-        self._writer: Any = None
-
-    def add(self, line: int, reason: str, row: Sequence[str]) -> None:
-        if self._writer is None:
-            self._file = self.path.open("w", encoding="utf-8-sig", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["file", "line", "reason", *self._header])
-        self._writer.writerow([self._source, line, reason, *row[: len(self._header)]])
-
-    @property
-    def used(self) -> bool:
-        return self._writer is not None
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # SQL: built once per dialect; executed as driver SQL (executemany) through the SQLAlchemy connection.
 
 
 def _utc_now_text() -> str:
-    return _utc_text(datetime.now(UTC))
+    return utc_text(datetime.now(UTC))
 
 
 def _pg_time(value: str | None) -> datetime | None:
@@ -659,7 +245,7 @@ CUSTOMER_FIELDS = (
 )
 # A customer write, in table order: external_id, the fields, id, updated_at.
 _CUSTOMER_WRITE = ("external_id", *CUSTOMER_FIELDS, "id", "updated_at")
-_CUSTOMER_LIMITS = {name: _max_len(_customer, name) for name in ("external_id", *CUSTOMER_FIELDS[:7])}
+_CUSTOMER_LIMITS = {name: max_len(_customer, name) for name in ("external_id", *CUSTOMER_FIELDS[:7])}
 
 
 class _Customers:
@@ -695,14 +281,14 @@ class _Customers:
         except RowError as exc:
             raise RowError(f"created_at: {exc.reason}") from None
         return (
-            _identifier(ext, "customer_id", limits["external_id"]),
-            _text(nickname, "nickname", limits["nickname"]),
-            _text(name, "name", limits["name"]),
+            identifier(ext, "customer_id", limits["external_id"]),
+            bounded_text(nickname, "nickname", limits["nickname"]),
+            bounded_text(name, "name", limits["name"]),
             normal_phone,
-            _text(email, "email", limits["email"]),
+            bounded_text(email, "email", limits["email"]),
             parse_gender(gender) if gender else None,
-            _text(province, "province", limits["province"]),
-            _text(city, "city", limits["city"]),
+            bounded_text(province, "province", limits["province"]),
+            bounded_text(city, "city", limits["city"]),
             self.time.date(birthday.strip()),
             created_at,
         )
@@ -756,9 +342,9 @@ _FIGURE_INPUTS = (_O_CUSTOMER, _O_CREATED, _O_PAID, _O_REFUNDED, _O_AMOUNT)
 # items (None: cell empty), line, raw row.
 _P_EXT, _P_STATUS_GIVEN, _P_REFUND_INFERRED, _P_ITEMS, _P_LINE, _P_RAW = 13, 14, 15, 16, 17, 18
 _ORDER_LIMITS = {
-    name: _max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
+    name: max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
 }
-_EXTERNAL_ID_MAX = _max_len(_customer, "external_id")
+_EXTERNAL_ID_MAX = max_len(_customer, "external_id")
 _NO_FIGURES: tuple[Any, ...] = (0, 0, 0, 0, None, None, None, None)
 _STATUS_AS_IS = {status: status for status in ("created", "paid", "shipped", "signed", "closed", "refunded")}
 
@@ -834,11 +420,11 @@ class _Orders:
         limits = _ORDER_LIMITS
         order_no, ext, tracking = order_no.strip(), ext.strip(), tracking.strip()
         if not order_no or order_no[0] in "='" or len(order_no) > limits["order_no"]:
-            order_no = _identifier(order_no, "order_id", limits["order_no"])
+            order_no = identifier(order_no, "order_id", limits["order_no"])
         if not ext or ext[0] in "='" or len(ext) > _EXTERNAL_ID_MAX:
-            ext = _identifier(ext, "customer_id", _EXTERNAL_ID_MAX)
+            ext = identifier(ext, "customer_id", _EXTERNAL_ID_MAX)
         if tracking and (tracking[0] in "='" or len(tracking) > limits["tracking_no"]):
-            tracking = _identifier(tracking, "tracking_no", limits["tracking_no"])
+            tracking = identifier(tracking, "tracking_no", limits["tracking_no"])
         source = source.strip()
         if source in FLASH_SALE_NAMES or source.casefold() in FLASH_SALE_NAMES:
             source = FLASH_SALE
@@ -847,10 +433,10 @@ class _Orders:
             *times,
             settled,
             parse_amount(amount),
-            _text(source, "source", limits["source"]),
-            _text(carrier, "carrier", limits["carrier"]),
+            bounded_text(source, "source", limits["source"]),
+            bounded_text(carrier, "carrier", limits["carrier"]),
             tracking or None,
-            _text(province, "province", limits["province"]),
+            bounded_text(province, "province", limits["province"]),
             ext,
             given is not None,
             refund_inferred,
@@ -1111,7 +697,7 @@ async def import_file(
         fields = resolve_header(kind, table.header)
         width = len(table.header)
         handler = (_Customers if kind == "customers" else _Orders)(fields, width, TimeParser(zone), sql)
-        errors = _ErrorFile(errors_path or default_errors_path(path), path, table.header)
+        errors = ErrorFile(errors_path or default_errors_path(path), path, table.header)
         try:
             with _young_garbage_only():
                 await _run(engine, table, handler, batch_size, summary, errors, progress)
@@ -1141,11 +727,11 @@ def _young_garbage_only() -> Iterator[None]:
 
 async def _run(
     engine: AsyncEngine,
-    table: _Table,
+    table: RowSource,
     handler: _Customers | _Orders,
     batch_size: int,
     summary: ImportSummary,
-    errors: _ErrorFile,
+    errors: ErrorFile,
     progress: Callable[[int], None] | None,
 ) -> None:
     width = len(table.header)
@@ -1229,7 +815,7 @@ async def _write_batch(
     handler: _Customers | _Orders,
     batch: list[tuple[Any, ...]],
     summary: ImportSummary,
-    errors: _ErrorFile,
+    errors: ErrorFile,
 ) -> None:
     """One transaction; retried once when a concurrent writer took a key first (PostgreSQL)."""
     for attempt in (1, 2):

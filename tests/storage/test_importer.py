@@ -15,6 +15,7 @@ from openpyxl import Workbook
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import storage.import_files as import_files
 import storage.importer as importer
 from storage.columns import MissingColumnsError, mapping_markdown, resolve_header
 from storage.db import create_engine
@@ -417,13 +418,13 @@ async def test_a_file_that_turns_invalid_midway_keeps_the_rows_before(
     good = "customer_id,nickname\n" + "".join(f"C{i},n{i}\n" for i in range(3000))
     path = tmp_path / "mixed.csv"
     path.write_bytes(good.encode() + "C999,坏\n".encode("gbk"))
-    sniff = importer.SNIFF_BYTES
-    importer.SNIFF_BYTES = 64  # the sample sees UTF-8 only
+    sniff = import_files.SNIFF_BYTES
+    import_files.SNIFF_BYTES = 64  # the sample sees UTF-8 only
     try:
         with pytest.raises(FileRejected, match=r"near line (\d+)") as caught:
             await import_file(engine=engine, kind="customers", path=path, batch_size=500)
     finally:
-        importer.SNIFF_BYTES = sniff
+        import_files.SNIFF_BYTES = sniff
     line = int(re.search(r"near line (\d+)", str(caught.value)).group(1))  # type: ignore[union-attr]
     assert 2 < line <= 3002
     assert await count(engine, Customer) == line - 2  # every row before that line landed
