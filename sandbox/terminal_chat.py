@@ -34,9 +34,9 @@ STYLES = {
 }
 
 HELP = (
-    "Type a message (e.g. /card 小 or a phone number); a number presses that button of the latest keyboard,"
+    "Type a message (e.g. /card 王 or a phone number); a number presses that button of the latest keyboard,"
     " N.M presses button M of message #N; /as lead|agent|agent2|stranger switches who you are;"
-    " /private and /group switch the chat; /quit leaves."
+    " /private and /group switch the chat (try /as stranger, then /private, to see a refusal); /quit leaves."
 )
 
 
