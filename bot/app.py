@@ -138,4 +138,5 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
         )
     finally:
         app.scheduler.shutdown(wait=False)
+        app.cards.close()
         await app.engine.dispose()

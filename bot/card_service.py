@@ -15,7 +15,8 @@ from bot.views.card import CardContext, render_card
 from crm.lifecycle import Thresholds
 from crm.lookup import parse_query
 from crm.palette import Palette
-from storage.customers import find_customers, load_card
+from storage.customers import CardData, load_card, load_card_sync, look_up, look_up_sync
+from storage.db import ThreadedReads
 from storage.models import Customer
 from storage.stats import ShopCuts, load_shop_cuts
 
@@ -35,6 +36,8 @@ class CardService:
         self.palette = palette
         self._cuts: ShopCuts | None = None
         self._cuts_loaded_at = float("-inf")
+        # SQLite: card reads in one worker-thread call each (see storage.db.ThreadedReads).
+        self._reads = ThreadedReads(settings.database_url) if settings.is_sqlite else None
 
     async def shop_cuts(self, session: AsyncSession) -> ShopCuts | None:
         if time.monotonic() - self._cuts_loaded_at > self.CUTS_TTL_SECONDS:
@@ -51,16 +54,34 @@ class CardService:
         s = self.settings
         return Thresholds(s.lifecycle_active_days, s.lifecycle_silent_days, s.lifecycle_sleeping_days)
 
-    async def lookup(self, session: AsyncSession, raw_query: str | None) -> list[Customer]:
-        """Raises crm.lookup.QueryError for a query that cannot be searched."""
-        return await find_customers(session=session, query=parse_query(raw_query))
+    async def look_up(
+        self, session: AsyncSession, raw_query: str | None, *, locale: str, mask_contacts: bool
+    ) -> tuple[list[Customer], RenderedCard | None]:
+        """The customers matching a query, and the card when exactly one does.
+
+        Raises crm.lookup.QueryError for a query that cannot be searched.
+        """
+        query = parse_query(raw_query)
+        if self._reads is not None:
+            result = await self._reads.run(lambda sync: look_up_sync(session=sync, query=query))
+        else:
+            result = await look_up(session=session, query=query)
+        if result.card is None:
+            return result.customers, None
+        return result.customers, await self._render(session, result.card, locale, mask_contacts)
 
     async def render(
         self, session: AsyncSession, customer_pk: int, *, locale: str, mask_contacts: bool
     ) -> RenderedCard | None:
-        data = await load_card(session=session, customer_pk=customer_pk)
-        if data is None:
-            return None
+        if self._reads is not None:
+            data = await self._reads.run(lambda sync: load_card_sync(session=sync, customer_pk=customer_pk))
+        else:
+            data = await load_card(session=session, customer_pk=customer_pk)
+        return None if data is None else await self._render(session, data, locale, mask_contacts)
+
+    async def _render(
+        self, session: AsyncSession, data: CardData, locale: str, mask_contacts: bool
+    ) -> RenderedCard:
         cuts = await self.shop_cuts(session)
         ctx = CardContext(
             now=datetime.now(UTC),
@@ -71,4 +92,9 @@ class CardService:
             locale=locale,
             mask_contacts=mask_contacts,
         )
-        return RenderedCard(render_card(data, ctx), card_keyboard(customer_pk))
+        assert data.customer.id is not None
+        return RenderedCard(render_card(data, ctx), card_keyboard(data.customer.id))
+
+    def close(self) -> None:
+        if self._reads is not None:
+            self._reads.close()

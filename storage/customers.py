@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy import (
     or_,
     union_all,
 )
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.lookup import Query
@@ -91,14 +92,22 @@ _FIND_PREFIX = (
 )
 
 
+def _find_params(query: Query) -> dict[str, str | None]:
+    return {"text": query.text, "phone": query.phone, "upper": query.text + "\U0010ffff"}
+
+
 async def find_customers(*, session: AsyncSession, query: Query) -> list[Customer]:
     """Exact matches on any key first (phone, customer id, order no., nickname, name), then prefixes."""
-    params = {"text": query.text, "phone": query.phone}
+    params = _find_params(query)
     found = list((await session.exec(_FIND_EXACT, params=params)).all())
-    if found:
-        return found
-    params["upper"] = query.text + "\U0010ffff"
-    return list((await session.exec(_FIND_PREFIX, params=params)).all())
+    return found or list((await session.exec(_FIND_PREFIX, params=params)).all())
+
+
+def find_customers_sync(*, session: Session, query: Query) -> list[Customer]:
+    """find_customers for a synchronous session (SQLite reads in one worker-thread call)."""
+    params = _find_params(query)
+    found = list(session.exec(_FIND_EXACT, params=params).all())
+    return found or list(session.exec(_FIND_PREFIX, params=params).all())
 
 
 def _card_query() -> CompoundSelect:
@@ -154,12 +163,8 @@ def _card_query() -> CompoundSelect:
 _CARD = _card_query()
 
 
-async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | None:
-    customer = await session.get(Customer, customer_pk)  # usually already in the session from the look-up
-    if customer is None:
-        return None
+def _card_from_rows(customer: Customer, rows: Iterable[Any]) -> CardData:
     card = CardData(customer=customer)
-    rows = (await session.exec(_CARD, params={"customer_pk": customer_pk})).all()  # type: ignore[call-overload]
     for kind, label, n, who, at, extra in rows:
         if kind == "order":
             card.recent_orders.append(OrderLine(label, at, n, who, extra))
@@ -174,6 +179,40 @@ async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | No
     card.notes.sort(key=lambda note: note.created_at, reverse=True)
     card.tags.sort()
     return card
+
+
+async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | None:
+    customer = await session.get(Customer, customer_pk)  # usually already in the session from the look-up
+    if customer is None:
+        return None
+    rows = (await session.exec(_CARD, params={"customer_pk": customer_pk})).all()  # type: ignore[call-overload]
+    return _card_from_rows(customer, rows)
+
+
+def load_card_sync(*, session: Session, customer_pk: int) -> CardData | None:
+    """load_card for a synchronous session (SQLite reads in one worker-thread call)."""
+    customer = session.get(Customer, customer_pk)
+    if customer is None:
+        return None
+    return _card_from_rows(customer, session.exec(_CARD, params={"customer_pk": customer_pk}).all())  # type: ignore[call-overload]
+
+
+@dataclass(slots=True)
+class LookupResult:
+    customers: list[Customer]
+    card: CardData | None  # loaded with the look-up when exactly one customer matched
+
+
+async def look_up(*, session: AsyncSession, query: Query) -> LookupResult:
+    found = await find_customers(session=session, query=query)
+    card = await load_card(session=session, customer_pk=found[0].id) if len(found) == 1 else None  # type: ignore[arg-type]
+    return LookupResult(found, card)
+
+
+def look_up_sync(*, session: Session, query: Query) -> LookupResult:
+    found = find_customers_sync(session=session, query=query)
+    card = load_card_sync(session=session, customer_pk=found[0].id) if len(found) == 1 else None  # type: ignore[arg-type]
+    return LookupResult(found, card)
 
 
 async def orders_page(

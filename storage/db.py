@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -39,3 +45,26 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+class ThreadedReads:
+    """Read-only work on SQLite as one call in a worker thread, with a synchronous SQLModel session.
+
+    Through aiosqlite every query costs four thread round trips (cursor, execute, fetch, close),
+    which dominates a card look-up; here the whole look-up is one. The event loop never blocks,
+    and WAL lets these readers run beside the async engine's writers.
+    """
+
+    def __init__(self, async_url: str) -> None:
+        self.engine = sa_create_engine(async_url.replace("sqlite+aiosqlite://", "sqlite://", 1))
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.to_thread(self._run, work)
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return work(session)
+
+    def close(self) -> None:
+        self.engine.dispose()

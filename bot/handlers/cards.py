@@ -35,8 +35,9 @@ def search_hint() -> str:
 
 
 async def answer_lookup(message: Message, raw: str | None, session: AsyncSession, cards: CardService) -> None:
+    mask = masks_contacts(message.chat)
     try:
-        found = await cards.lookup(session, raw)
+        found, card = await cards.look_up(session, raw, locale=current_locale(), mask_contacts=mask)
     except QueryError as exc:
         if exc.reason == "too_long":
             await message.answer(
@@ -47,9 +48,7 @@ async def answer_lookup(message: Message, raw: str | None, session: AsyncSession
         else:
             await message.answer(_("Whom should I look up?") + "\n" + search_hint())
         return
-    mask = masks_contacts(message.chat)
-    if len(found) != 1:
-        await release(session)
+    await release(session)
     if not found:
         await message.answer(
             _("No customer matches “{query}”.").format(query=h(clip(" ".join((raw or "").split()), 40)))
@@ -63,11 +62,7 @@ async def answer_lookup(message: Message, raw: str | None, session: AsyncSession
             reply_markup=pick_keyboard(found, mask_contacts=mask),
         )
         return
-    customer_pk = found[0].id
-    assert customer_pk is not None
-    card = await cards.render(session, customer_pk, locale=current_locale(), mask_contacts=mask)
     assert card is not None
-    await release(session)
     await message.answer(card.text, reply_markup=card.keyboard)
 
 

@@ -10,8 +10,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.lookup import parse_query
 from storage import annotations, team
-from storage.customers import customer_tags, find_customers, load_card, orders_page
-from storage.db import create_engine, make_sessionmaker
+from storage.customers import (
+    customer_tags,
+    find_customers,
+    load_card,
+    load_card_sync,
+    look_up,
+    look_up_sync,
+    orders_page,
+)
+from storage.db import ThreadedReads, create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Customer, Order, OrderItem, Product
 from storage.stats import compute_shop_cuts, load_shop_cuts, recompute_shop_stats
@@ -153,3 +161,28 @@ async def test_shop_cuts_are_stored_and_read_back(session: AsyncSession, db_url:
     assert (
         stored is not None and stored.rfm == cuts.rfm and stored.learned_lifecycle == cuts.learned_lifecycle
     )
+
+
+async def test_threaded_sqlite_reads_agree_with_the_async_path(sqlite_url: str) -> None:
+    await upgrade_async(sqlite_url)
+    engine = create_engine(sqlite_url)
+    async with make_sessionmaker(engine)() as s:
+        await seed(s)
+        (c1,) = await find_customers(session=s, query=parse_query("C1"))
+        await annotations.toggle_tag(session=s, customer_pk=c1.id, tag="decisive", user_id=7)
+        expected = await look_up(session=s, query=parse_query("13800138000"))
+        several = await look_up(session=s, query=parse_query("张伟"))
+    reads = ThreadedReads(sqlite_url)
+    try:
+        got = await reads.run(lambda sync: look_up_sync(session=sync, query=parse_query("13800138000")))
+        got_several = await reads.run(lambda sync: look_up_sync(session=sync, query=parse_query("张伟")))
+        missing = await reads.run(lambda sync: load_card_sync(session=sync, customer_pk=424242))
+    finally:
+        reads.close()
+        await engine.dispose()
+    assert expected.card is not None and got.card is not None
+    assert [c.external_id for c in got.customers] == ["C1"]
+    assert got.card.recent_orders == expected.card.recent_orders
+    assert (got.card.tags, got.card.top_products) == (["decisive"], expected.card.top_products)
+    assert [c.external_id for c in got_several.customers] == [c.external_id for c in several.customers]
+    assert got_several.card is None and missing is None
