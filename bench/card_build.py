@@ -4,7 +4,7 @@
 
 Generates the shop once into bench/out/ with plain sqlite3 (fast, deterministic; running figures
 computed while generating), then measures in the same run:
-  * ours: CardService.lookup + CardService.render through SQLModel / aiosqlite, as the bot does;
+  * ours: CardService.look_up (SQLModel; on SQLite one worker-thread call per card), as the bot does;
   * baseline: a bare indexed sqlite3 SELECT of the same customer by the same key.
 Bar: ours p95 ≤ 5 ms. Exits 1 if missed.
 """
@@ -246,7 +246,7 @@ def main() -> int:
         f"{len(queries):,} lookups (phone, nickname, id, order no.)"
     )
     print(
-        f"card build (lookup + render, SQLModel/aiosqlite): "
+        f"card build (look-up + render, SQLModel):         "
         f"p50 {p['ours'][0]:.2f} ms  p95 {p['ours'][1]:.2f} ms  "
         f"p99 {p['ours'][2]:.2f} ms  mean {statistics.fmean(ours):.2f} ms"
     )
