@@ -7,7 +7,7 @@ made here (bind, unbind, /lang, a new sighting) replaces the entry at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -56,20 +56,23 @@ class TeamDirectory:
         self._agents: _TtlCache[Agent] = _TtlCache(self.TTL_SECONDS, clock)
 
     async def chat(self, session: AsyncSession, chat_id: int) -> TeamChat | None:
-        known, chat = self._chats.get(chat_id)
-        if not known:
-            generation = self._chats.generation(chat_id)
-            chat = await team.active_chat(session=session, chat_id=chat_id)
-            self._chats.put(chat_id, chat, generation)
-        return chat
+        return await self._cached(
+            self._chats, chat_id, lambda: team.active_chat(session=session, chat_id=chat_id)
+        )
 
     async def agent(self, session: AsyncSession, user_id: int) -> Agent | None:
-        known, agent = self._agents.get(user_id)
+        return await self._cached(
+            self._agents, user_id, lambda: team.get_agent(session=session, user_id=user_id)
+        )
+
+    @staticmethod
+    async def _cached(cache: _TtlCache[T], key: int, load: Callable[[], Awaitable[T | None]]) -> T | None:
+        known, value = cache.get(key)
         if not known:
-            generation = self._agents.generation(user_id)
-            agent = await team.get_agent(session=session, user_id=user_id)
-            self._agents.put(user_id, agent, generation)
-        return agent
+            generation = cache.generation(key)
+            value = await load()
+            cache.put(key, value, generation)
+        return value
 
     def remember_agent(self, agent: Agent) -> None:
         self._agents.forget(agent.user_id)

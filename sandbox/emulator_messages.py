@@ -357,16 +357,22 @@ async def send_chat_action(call: Call) -> bool:
 # --------------------------------------------------------------------------- editing
 
 
-def _message_to_edit(call: Call) -> tuple[Chat, StoredMessage]:
-    if call.params.has("inline_message_id"):
-        raise bad_request("MESSAGE_ID_INVALID")  # no inline mode in the emulator
+def _target_message(call: Call, action: str) -> tuple[Chat, StoredMessage]:
+    """The chat and live message a call names by chat_id + message_id, with Telegram's errors."""
     chat = call.chat()
     message_id = call.params.integer("message_id")
     if not message_id:
         raise bad_request("message identifier is not specified")
     stored = chat.live_message(message_id)
     if stored is None:
-        raise bad_request("message to edit not found")
+        raise bad_request(f"message to {action} not found")
+    return chat, stored
+
+
+def _message_to_edit(call: Call) -> tuple[Chat, StoredMessage]:
+    if call.params.has("inline_message_id"):
+        raise bad_request("MESSAGE_ID_INVALID")  # no inline mode in the emulator
+    chat, stored = _target_message(call, "edit")
     if stored.bot_id != call.bot.id:
         raise bad_request("message can't be edited")
     return chat, stored
@@ -435,13 +441,7 @@ def _deletable(call: Call, chat: Chat, stored: StoredMessage) -> bool:
 
 
 async def delete_message(call: Call) -> bool:
-    chat = call.chat()
-    message_id = call.params.integer("message_id")
-    if not message_id:
-        raise bad_request("message identifier is not specified")
-    stored = chat.live_message(message_id)
-    if stored is None:
-        raise bad_request("message to delete not found")
+    chat, stored = _target_message(call, "delete")
     if not _deletable(call, chat, stored):
         raise bad_request("message can't be deleted")
     stored.deleted = True
