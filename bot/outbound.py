@@ -114,7 +114,6 @@ class PacedRequests(BaseRequestMiddleware):
         self.pacer = pacer
         self.max_retries = max_retries
         self.max_backoff = max_backoff
-        self.retried_429 = 0
         self._response_types: dict[type, type] = {}
 
     def _pin_response_type(self, method: TelegramMethod[Any]) -> None:
@@ -155,7 +154,6 @@ class PacedRequests(BaseRequestMiddleware):
                 # 429: Telegram did not take the message, so sending again cannot duplicate it.
                 if attempt >= self.max_retries or exc.retry_after > MAX_RETRY_AFTER:
                     raise
-                self.retried_429 += 1
                 log.warning("429 on %s, retrying after %ss", name, exc.retry_after)
                 if chat_id is not None:
                     self.pacer.back_off(chat_id, float(exc.retry_after))

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox.telegram_html import Entity, EntityParseError, char_utf16_len, check_link, sort_entities
+from sandbox.telegram_html import (
+    Entity,
+    EntityParseError,
+    SourceCursor,
+    char_utf16_len,
+    check_link,
+    sort_entities,
+)
 
 _RESERVED = frozenset("_*[]()~`>#+-=|{}.!\n")
 _CODE_TYPES = frozenset({"Code", "Pre", "PreCode"})
@@ -41,20 +48,13 @@ class _Open:
 
 
 @dataclass
-class _MarkdownV2Parser:
-    source: str
+class _MarkdownV2Parser(SourceCursor):
     out: list[str] = field(default_factory=list)
     entities: list[Entity] = field(default_factory=list)
     stack: list[_Open] = field(default_factory=list)
     utf16_offset: int = 0
     have_blockquote: bool = False
     can_start_blockquote: bool = True
-
-    def at(self, i: int) -> str:
-        return self.source[i] if i < len(self.source) else "\0"
-
-    def byte_offset(self, i: int) -> int:
-        return len(self.source[:i].encode("utf-8", "surrogatepass"))
 
     def emit(self, char: str) -> None:
         self.out.append(char)

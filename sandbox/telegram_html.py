@@ -112,19 +112,26 @@ class _OpenTag:
 
 
 @dataclass
-class _HtmlParser:
+class SourceCursor:
+    """Reading position helpers both parse modes share: a NUL past the end, as TDLib reads it, and
+    byte offsets for Telegram's error messages."""
+
     source: str
-    out: list[str] = field(default_factory=list)
-    entities: list[Entity] = field(default_factory=list)
-    stack: list[_OpenTag] = field(default_factory=list)
-    utf16_offset: int = 0
-    has_surrogates: bool = False
 
     def at(self, i: int) -> str:
         return self.source[i] if i < len(self.source) else "\0"
 
     def byte_offset(self, i: int) -> int:
         return len(self.source[:i].encode("utf-8", "surrogatepass"))
+
+
+@dataclass
+class _HtmlParser(SourceCursor):
+    out: list[str] = field(default_factory=list)
+    entities: list[Entity] = field(default_factory=list)
+    stack: list[_OpenTag] = field(default_factory=list)
+    utf16_offset: int = 0
+    has_surrogates: bool = False
 
     def fail(self, message: str) -> EntityParseError:
         return EntityParseError(message)
