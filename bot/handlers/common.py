@@ -8,6 +8,14 @@ from aiogram.utils.i18n import get_i18n
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+def _unchanged(exc: TelegramBadRequest) -> bool:
+    return "not modified" in exc.message  # a double tap: the message already shows this
+
+
+def _gone(exc: TelegramBadRequest) -> bool:
+    return "can't be edited" in exc.message or "not found" in exc.message  # too old, or deleted
+
+
 async def replace(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
     """Edit the pressed message; a message too old to edit gets a fresh one instead."""
     message = query.message
@@ -16,21 +24,21 @@ async def replace(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup 
             await message.edit_text(text, reply_markup=markup)
             return
         except TelegramBadRequest as exc:
-            if "not modified" in exc.message:
+            if _unchanged(exc):
                 return
-            if "can't be edited" not in exc.message and "not found" not in exc.message:
+            if not _gone(exc):
                 raise
     if message is not None and query.bot is not None:
         await query.bot.send_message(message.chat.id, text, reply_markup=markup)
 
 
 async def replace_markup(query: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
-    """Swap the pressed message's buttons; a double tap ("not modified") or an old message is fine."""
+    """Swap the pressed message's buttons; nothing to do when it already has them or is gone."""
     if isinstance(query.message, Message):
         try:
             await query.message.edit_reply_markup(reply_markup=markup)
         except TelegramBadRequest as exc:
-            if "not modified" not in exc.message and "can't be edited" not in exc.message:
+            if not (_unchanged(exc) or _gone(exc)):
                 raise
 
 
