@@ -19,24 +19,39 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.card_service import CardService
+from bot.clock import Clock
 from bot.config import Settings
+from bot.event_intake import EventIntake
+from bot.followup_engine import FollowUpEngine, TelegramSender
 from bot.handlers import all_routers
 from bot.i18n import TeamI18nMiddleware, build_i18n
 from bot.jobs.recompute import recompute_cuts
+from bot.jobs.shift_summary import post_shift_summaries
 from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
 from bot.outbound import SendPacer, install_pacing
 from bot.palette_file import load_palette
+from bot.scenario_book import ScenarioBook, load_table
 from bot.team_directory import TeamDirectory
+from bot.web import start_event_api
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.stats import load_shop_cuts
 
 log = logging.getLogger(__name__)
 
-COMMAND_NAMES = ("card", "help", "lang", "cancel", "bind", "unbind")
+COMMAND_NAMES = ("card", "follow", "timers", "scenarios", "help", "lang", "cancel", "bind", "unbind")
 
 
-def build_bot(settings: Settings) -> Bot:
+def build_pacer(settings: Settings) -> SendPacer:
+    return SendPacer(
+        per_chat_per_second=settings.send_per_chat_per_second,
+        chat_burst=settings.send_chat_burst,
+        per_group_per_minute=settings.send_per_group_per_minute,
+        global_per_second=settings.send_global_per_second,
+    )
+
+
+def build_bot(settings: Settings, pacer: SendPacer | None = None) -> Bot:
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
@@ -45,13 +60,7 @@ def build_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
-    pacer = SendPacer(
-        per_chat_per_second=settings.send_per_chat_per_second,
-        chat_burst=settings.send_chat_burst,
-        per_group_per_minute=settings.send_per_group_per_minute,
-        global_per_second=settings.send_global_per_second,
-    )
-    install_pacing(bot, pacer, max_retries=settings.send_max_retries)
+    install_pacing(bot, pacer or build_pacer(settings), max_retries=settings.send_max_retries)
     return bot
 
 
@@ -64,9 +73,13 @@ class App:
     scheduler: AsyncIOScheduler
     cards: CardService
     i18n: I18n
+    followups: FollowUpEngine
+    events: EventIntake
 
 
-def build_dispatcher(settings: Settings, engine: AsyncEngine, cards: CardService, i18n: I18n) -> Dispatcher:
+def build_dispatcher(
+    settings: Settings, engine: AsyncEngine, cards: CardService, i18n: I18n, **workflow: object
+) -> Dispatcher:
     dp = Dispatcher(
         storage=MemoryStorage(),
         settings=settings,
@@ -74,6 +87,7 @@ def build_dispatcher(settings: Settings, engine: AsyncEngine, cards: CardService
         i18n=i18n,
         engine=engine,
         team_directory=TeamDirectory(),
+        **workflow,
     )
     dp.update.outer_middleware(DbSessionMiddleware(make_sessionmaker(engine)))
     dp.update.outer_middleware(TeamContextMiddleware())
@@ -87,6 +101,9 @@ def build_dispatcher(settings: Settings, engine: AsyncEngine, cards: CardService
 def command_list() -> list[BotCommand]:
     descriptions = {
         "card": _("customer card: phone, nickname, name, order no."),
+        "follow": _("follow up: customer, scenario, [minutes]"),
+        "timers": _("my follow-ups (all: the team's)"),
+        "scenarios": _("the scenario-response table"),
         "help": _("what I can do"),
         "lang": _("language: zh | en | auto"),
         "cancel": _("stop the current step"),
@@ -109,17 +126,43 @@ async def register_commands(bot: Bot, i18n: I18n) -> None:
 async def build_app(settings: Settings) -> App:
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
     i18n = build_i18n(settings.default_locale)
-    cards = CardService(settings, load_palette(settings.touchpoint_config))
-    async with make_sessionmaker(engine)() as session:
+    book = ScenarioBook(load_table(settings.touchpoint_config))
+    cards = CardService(settings, load_palette(settings.touchpoint_config), book)
+    async with sessions() as session:
         has_cuts = await load_shop_cuts(session) is not None
     if not has_cuts:
         await recompute_cuts(engine, cards)
-    bot = build_bot(settings)
-    dp = build_dispatcher(settings, engine, cards, i18n)
+    pacer = build_pacer(settings)
+    bot = build_bot(settings, pacer)
+    clock = Clock(settings.sandbox_clock_file)
     scheduler = AsyncIOScheduler(timezone=settings.zone)
+    followups = FollowUpEngine(
+        sessions=sessions,
+        sender=TelegramSender(bot, pacer),
+        clock=clock,
+        settings=settings,
+        i18n=i18n,
+        book=book,
+        scheduler=scheduler,
+    )
+    events = EventIntake(sessions=sessions, engine=followups)
+    dp = build_dispatcher(
+        settings, engine, cards, i18n, clock=clock, scenario_book=book, followup_engine=followups
+    )
     scheduler.add_job(recompute_cuts, "cron", hour=3, minute=0, args=[engine, cards], id="recompute_cuts")
-    return App(settings, engine, bot, dp, scheduler, cards, i18n)
+    hours = settings.hours
+    scheduler.add_job(
+        post_shift_summaries,
+        "cron",
+        day_of_week=",".join(str(d) for d in sorted(hours.days)),
+        hour=hours.start.hour,
+        minute=hours.start.minute,
+        args=[followups],
+        id="shift_summary",
+    )
+    return App(settings, engine, bot, dp, scheduler, cards, i18n, followups, events)
 
 
 async def run_polling(app: App, *, handle_signals: bool = True) -> None:
@@ -129,14 +172,20 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
     await register_commands(app.bot, app.i18n)
     await app.bot.delete_webhook(drop_pending_updates=False)
     app.scheduler.start()
+    app.followups.start()
+    web = await start_event_api(app.settings, app.events)
     try:
         await app.dispatcher.start_polling(
             app.bot,
             allowed_updates=app.dispatcher.resolve_used_update_types(),
             handle_signals=handle_signals,
-            close_bot_session=True,
+            close_bot_session=False,
         )
     finally:
         app.scheduler.shutdown(wait=False)
+        if web is not None:
+            await web.cleanup()
+        await app.followups.close()
+        await app.bot.session.close()
         app.cards.close()
         await app.engine.dispose()

@@ -15,6 +15,7 @@ class CardAction(StrEnum):
     TAGS = "tg"
     NOTE = "n"
     REFRESH = "r"
+    FOLLOW = "fu"
 
 
 class CardCb(CallbackData, prefix="c"):
@@ -26,3 +27,24 @@ class CardCb(CallbackData, prefix="c"):
 class TagCb(CallbackData, prefix="t"):
     customer: int
     tag: str
+
+
+class ScenarioCb(CallbackData, prefix="s"):
+    """Start a follow-up of one scenario for a customer (optionally about one order)."""
+
+    customer: int
+    key: str
+    order: int = 0
+
+
+class FollowAction(StrEnum):
+    DONE = "d"
+    SNOOZE_5 = "s5"
+    SNOOZE_15 = "s15"
+    MINE = "m"
+    CANCEL = "x"
+
+
+class FollowCb(CallbackData, prefix="f"):
+    action: FollowAction
+    id: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.keyboards import card_keyboard
+from bot.scenario_book import ScenarioBook
 from bot.views.card import CardContext, render_card
 from crm.lifecycle import Thresholds
 from crm.lookup import parse_query
@@ -31,9 +33,10 @@ class CardService:
     # Cut points change after an import or the nightly job; a few minutes' staleness is harmless.
     CUTS_TTL_SECONDS = 300.0
 
-    def __init__(self, settings: Settings, palette: Palette) -> None:
+    def __init__(self, settings: Settings, palette: Palette, book: ScenarioBook | None = None) -> None:
         self.settings = settings
         self.palette = palette
+        self.book = book
         self._cuts: ShopCuts | None = None
         self._cuts_loaded_at = float("-inf")
         # SQLite: card reads in one worker-thread call each (see storage.db.ThreadedReads).
@@ -91,9 +94,21 @@ class CardService:
             palette=self.palette,
             locale=locale,
             mask_contacts=mask_contacts,
+            scenario_title=self._scenario_title(locale),
         )
         assert data.customer.id is not None
         return RenderedCard(render_card(data, ctx), card_keyboard(data.customer.id))
+
+    def _scenario_title(self, locale: str) -> Callable[[str], str]:
+        book = self.book
+        if book is None:
+            return str
+
+        def title(key: str) -> str:
+            row = book.table.get(key)
+            return book.title(row, locale) if row is not None else key
+
+        return title
 
     def close(self) -> None:
         if self._reads is not None:

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from crm.working_hours import WorkingHours, WorkingHoursError, parse_working_hours
+
 TELEGRAM_API_DEFAULT = "https://api.telegram.org"
 SUPPORTED_LOCALES = ("zh_CN", "en")
 
@@ -42,7 +44,25 @@ class Settings(BaseSettings):
     send_global_per_second: int = Field(30, ge=1)
     send_max_retries: int = Field(5, ge=0)
 
+    # Follow-ups: the team's working hours (team time zone); a reminder due outside them waits for
+    # the next shift, and the start-of-shift summary goes out when the shift starts.
+    working_hours: str = "09:00-23:00"
+    working_days: str = "mon-sun"
+    # An unanswered reminder is re-posted after this long, and escalated to the lead after as long again.
+    reminder_grace_minutes: int = Field(10, ge=1, le=1440)
+    # How often the timer engine looks for due rows besides its exact wake-ups (other processes'
+    # timers, a lapsed claim); and how long a claim holds before another process may take the row.
+    timer_sweep_seconds: float = Field(5.0, gt=0, le=300)
+    timer_lease_seconds: int = Field(300, ge=10, le=3600)
+
+    # Shop events API (bot/web.py): off until EVENTS_SECRET is set.
+    events_secret: SecretStr | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+
     sandbox_port: int = Field(8090, ge=1, le=65535)
+    # Sandbox and tests only: a file holding seconds to add to the clock, so timers can be fast-forwarded.
+    sandbox_clock_file: Path | None = None
     log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")
@@ -89,6 +109,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _valid_working_hours(self) -> Settings:
+        try:
+            _ = self.hours
+        except WorkingHoursError as exc:
+            raise ValueError(f"WORKING_HOURS / WORKING_DAYS: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _ordered_thresholds(self) -> Settings:
         if not self.lifecycle_active_days < self.lifecycle_silent_days < self.lifecycle_sleeping_days:
             raise ValueError(
@@ -99,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.team_timezone)
+
+    @property
+    def hours(self) -> WorkingHours:
+        return parse_working_hours(self.working_hours, self.working_days, self.zone)
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,7 +6,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import CardAction, CardCb, TagCb
+from bot.callbacks import CardAction, CardCb, FollowAction, FollowCb, ScenarioCb, TagCb
 from bot.views.labels import tag_label
 from bot.views.orders import pick_label
 from crm.palette import Palette
@@ -23,7 +23,8 @@ def card_keyboard(customer_pk: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [button(_("📦 Orders"), CardAction.ORDERS), button(_("🏷 Tags"), CardAction.TAGS)],
-            [button(_("📝 Note"), CardAction.NOTE), button(_("🔄 Refresh"), CardAction.REFRESH)],
+            [button(_("📝 Note"), CardAction.NOTE), button(_("⏱ Follow up"), CardAction.FOLLOW)],
+            [button(_("🔄 Refresh"), CardAction.REFRESH)],
         ]
     )
 
@@ -79,3 +80,62 @@ def pick_keyboard(customers: list[Customer], *, mask_contacts: bool) -> InlineKe
         )
     kb.adjust(1)
     return kb.as_markup()
+
+
+def scenarios_keyboard(
+    customer_pk: int, rows: list[tuple[str, str]], order_pk: int | None
+) -> InlineKeyboardMarkup:
+    """One button per scenario row: (key, label). The linked order, if any, rides along."""
+    kb = InlineKeyboardBuilder()
+    for key, text in rows:
+        kb.button(text=text, callback_data=ScenarioCb(customer=customer_pk, key=key, order=order_pk or 0))
+    back_to_card(kb, customer_pk)
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def reminder_keyboard(follow_up_id: int) -> InlineKeyboardMarkup:
+    def button(text: str, action: FollowAction) -> InlineKeyboardButton:
+        return InlineKeyboardButton(text=text, callback_data=FollowCb(action=action, id=follow_up_id).pack())
+
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                button(_("✅ Done"), FollowAction.DONE),
+                button(_("💤 5 min"), FollowAction.SNOOZE_5),
+                button(_("💤 15 min"), FollowAction.SNOOZE_15),
+            ],
+            [button(_("🙋 Reassign to me"), FollowAction.MINE), button(_("✖️ Cancel"), FollowAction.CANCEL)],
+        ]
+    )
+
+
+def list_keyboard(items: list[tuple[int, int, str]]) -> InlineKeyboardMarkup | None:
+    """A row per open follow-up in a digest or a /timers list: (number, id, customer name)."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=_("✅ {n}. {name}").format(n=n, name=name[:20]),
+                callback_data=FollowCb(action=FollowAction.DONE, id=fid).pack(),
+            ),
+            InlineKeyboardButton(
+                text=_("💤 15"), callback_data=FollowCb(action=FollowAction.SNOOZE_15, id=fid).pack()
+            ),
+            InlineKeyboardButton(text="✖️", callback_data=FollowCb(action=FollowAction.CANCEL, id=fid).pack()),
+        ]
+        for n, fid, name in items
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def cancel_keyboard(follow_up_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✖️ Cancel follow-up"),
+                    callback_data=FollowCb(action=FollowAction.CANCEL, id=follow_up_id).pack(),
+                )
+            ]
+        ]
+    )

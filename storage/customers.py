@@ -24,13 +24,15 @@ from sqlalchemy import (
 from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm.followups import OPEN_STATES
 from crm.lookup import Query
-from storage.models import Customer, CustomerTag, Note, Order, OrderItem, Product
+from storage.models import Customer, CustomerTag, FollowUp, Note, Order, OrderItem, Product
 
 PICK_LIMIT = 8
 RECENT_ORDERS = 5
 TOP_PRODUCTS = 3
 RECENT_NOTES = 2
+OPEN_FOLLOW_UPS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,13 @@ class NoteLine:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class FollowUpLine:
+    scenario: str
+    owner_name: str
+    due_at: datetime | None
+
+
 @dataclass(slots=True)
 class CardData:
     customer: Customer
@@ -56,6 +65,7 @@ class CardData:
     top_products: list[tuple[str, int]] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     notes: list[NoteLine] = field(default_factory=list)
+    follow_ups: list[FollowUpLine] = field(default_factory=list)
 
 
 # Statements are built once, with bind parameters: building a SELECT (let alone a UNION of
@@ -157,7 +167,20 @@ def _card_query() -> CompoundSelect:
         .order_by(quantity.desc(), Product.name)
         .limit(TOP_PRODUCTS)
     )
-    return union_all(*(select(part.subquery()) for part in (notes, orders, tags, products)))
+    follow_ups = (
+        row(
+            "follow_up",
+            col(FollowUp.scenario),
+            col(FollowUp.id),
+            col(FollowUp.owner_name),
+            col(FollowUp.due_at),
+            col(FollowUp.state),
+        )
+        .where(FollowUp.customer_pk == _CUSTOMER, col(FollowUp.state).in_(OPEN_STATES))
+        .limit(OPEN_FOLLOW_UPS)
+    )
+    parts = (notes, orders, tags, products, follow_ups)
+    return union_all(*(select(part.subquery()) for part in parts))
 
 
 _CARD = _card_query()
@@ -172,12 +195,15 @@ def _card_from_rows(customer: Customer, rows: Iterable[Any]) -> CardData:
             card.notes.append(NoteLine(at, who, label))
         elif kind == "tag":
             card.tags.append(label)
+        elif kind == "follow_up":
+            card.follow_ups.append(FollowUpLine(label, who, at))
         else:
             card.top_products.append((label, int(n)))
     # UNION ALL promises no order across its parts, so each list is put in order here.
     card.recent_orders.sort(key=lambda o: o.created_at, reverse=True)
     card.notes.sort(key=lambda note: note.created_at, reverse=True)
     card.tags.sort()
+    card.follow_ups.sort(key=lambda f: (f.due_at is None, f.due_at))
     return card
 
 
@@ -232,3 +258,18 @@ async def orders_page(
 async def customer_tags(*, session: AsyncSession, customer_pk: int) -> set[str]:
     stmt = select(CustomerTag.tag).where(CustomerTag.customer_pk == customer_pk)
     return set((await session.exec(stmt)).all())
+
+
+async def latest_unpaid_order(*, session: AsyncSession, customer_pk: int) -> int | None:
+    """The customer's newest order still awaiting payment (what an "unpaid" follow-up is about)."""
+    stmt = (
+        select(Order.id)
+        .where(Order.customer_pk == customer_pk, Order.status == "created")
+        .order_by(col(Order.created_at).desc())
+        .limit(1)
+    )
+    return (await session.exec(stmt)).first()
+
+
+async def order_pk_by_no(*, session: AsyncSession, order_no: str) -> int | None:
+    return (await session.exec(select(Order.id).where(Order.order_no == order_no))).first()

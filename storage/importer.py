@@ -24,23 +24,27 @@ On SQLite the importing connection runs without per-row foreign key checks (see 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, literal_column, or_
+from sqlalchemy import Table, bindparam, event, literal_column, or_
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Connection, Dialect, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
 
 from crm.lookup import normalize_phone
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
@@ -83,6 +87,8 @@ DEFAULT_BATCH_SIZE = 20_000
 # SQLite page cache of the importing connection: 64 MiB while it imports, then SQLite's default.
 BULK_CACHE_KIB = -65536
 DEFAULT_CACHE_KIB = -2000
+
+T = TypeVar("T")
 
 _customer: Table = Customer.__table__  # type: ignore[attr-defined]
 _orders: Table = Order.__table__  # type: ignore[attr-defined]
@@ -179,29 +185,32 @@ class _Sql:
 class _Db:
     """One batch's connection: fetches and executemany with the dialect's SQL."""
 
-    def __init__(self, conn: AsyncConnection, sql: _Sql) -> None:
-        self.conn, self.sql = conn, sql
+    sql: _Sql
+
+    async def execute(self, sql: str, params: Any) -> Result[Any]:
+        raise NotImplementedError
+
+    async def refresh_figures(self, customer_pks: set[int]) -> None:
+        raise NotImplementedError
 
     async def begin(self) -> None:
         if not self.sql.pg:
             # Take SQLite's write lock now: the ids allocated below stay ours until commit.
-            await self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await self.execute("BEGIN IMMEDIATE", ())
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        result = await self.conn.exec_driver_sql(self.sql.numbered(sql), tuple(params))
-        return list(result.all())
+        return list((await self.execute(self.sql.numbered(sql), tuple(params))).all())
 
     async def fetch_in(self, template: str, column: str, keys: Sequence[Any]) -> list[Any]:
         """Rows of `template` (with a `{where}` slot) WHERE column IN keys."""
         if not keys:
             return []
         sql = template.format(where=self.sql.where_in(column))
-        result = await self.conn.exec_driver_sql(sql, self.sql.in_params(keys))
-        return list(result.all())
+        return list((await self.execute(sql, self.sql.in_params(keys))).all())
 
     async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self.conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
+            await self.execute(sql, list(rows))
 
     async def allocate_ids(self, table: str, count: int) -> list[int]:
         """`count` fresh primary keys for explicit inserts."""
@@ -216,6 +225,55 @@ class _Db:
             return [row[0] for row in rows]
         (top,) = (await self.fetch(f"SELECT coalesce(max(id), 0) FROM {table}"))[0]
         return list(range(top + 1, top + 1 + count))
+
+
+class _AsyncDb(_Db):
+    """Through the async driver: PostgreSQL (and SQLite without a database file)."""
+
+    def __init__(self, conn: AsyncConnection, sql: _Sql) -> None:
+        self.conn, self.sql = conn, sql
+
+    async def execute(self, sql: str, params: Any) -> Result[Any]:
+        return await self.conn.exec_driver_sql(sql, params)
+
+    async def refresh_figures(self, customer_pks: set[int]) -> None:
+        await refresh_figures(self.conn, customer_pks)
+
+
+class _ThreadDb(_Db):
+    """Through a synchronous connection, for a batch written by one call in a worker thread.
+
+    Its awaitables complete at once, so the (shared, async) batch code runs to its end in one
+    `_finish` call, without an event loop and without a thread hop per statement."""
+
+    def __init__(self, conn: Connection, sql: _Sql) -> None:
+        self.conn, self.sql = conn, sql
+
+    async def execute(self, sql: str, params: Any) -> Result[Any]:
+        return self.conn.exec_driver_sql(sql, params)
+
+    async def refresh_figures(self, customer_pks: set[int]) -> None:
+        await refresh_figures(cast(AsyncConnection, _AwaitableConnection(self.conn)), customer_pks)
+
+
+class _AwaitableConnection:
+    """A synchronous connection behind AsyncConnection.execute, for storage.figures' async code."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, stmt: Any, params: Any = None) -> Result[Any]:
+        return self.conn.execute(stmt, params)
+
+
+def _finish(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine whose awaits all complete at once (a _ThreadDb's) to its end, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise RuntimeError("a batch write awaited something other than its synchronous connection")
 
 
 def _zeros(*names: str) -> dict[str, str]:
@@ -601,7 +659,7 @@ class _Orders:
         updates.sort(key=itemgetter(-1))  # in id order: neighbouring rows share pages
         await db.many(self.figures_sql, updates)
         if recompute:
-            await refresh_figures(db.conn, recompute)
+            await db.refresh_figures(recompute)
 
 
 _O_ORDER_NO = 0
@@ -700,7 +758,8 @@ async def import_file(
         errors = ErrorFile(errors_path or default_errors_path(path), path, table.header)
         try:
             with _young_garbage_only():
-                await _run(engine, table, handler, batch_size, summary, errors, progress)
+                async with _open_writer(engine, handler) as writer:
+                    await _run(table, handler.parse, writer, batch_size, summary, errors, progress)
         finally:
             errors.close()
         summary.errors_path = errors.path if errors.used else None
@@ -725,62 +784,216 @@ def _young_garbage_only() -> Iterator[None]:
             gc.enable()
 
 
+_Failed = tuple[int, str, Sequence[str]]  # a row that failed: physical line, reason, cells
+_Outcome = tuple[ImportSummary, list[_Failed]]  # a written batch: its counts, rows that failed there
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Consecutive rows of the file: the parsed ones, the ones that failed to parse, rows read so far."""
+
+    rows: list[tuple[Any, ...]]
+    failed: list[_Failed]
+    read: int = 0
+
+
 async def _run(
-    engine: AsyncEngine,
     table: RowSource,
-    handler: _Customers | _Orders,
+    parse: Callable[[list[str], int], tuple[Any, ...]],
+    writer: _Writer,
     batch_size: int,
     summary: ImportSummary,
     errors: ErrorFile,
     progress: Callable[[int], None] | None,
 ) -> None:
+    """Reads and parses a batch while the writer writes the one before (on SQLite, in its thread)."""
     width = len(table.header)
     pad = [""] * width
-    parse = handler.parse
-    batch: list[tuple[Any, ...]] = []
+    batch = _Batch([], [])
     keys: set[str] = set()
+    in_flight: _Batch | None = None
+
+    async def settle() -> None:
+        """Books the batch in flight once written; its failed rows go out in line order."""
+        nonlocal in_flight
+        done, in_flight = in_flight, None
+        if done is None:
+            return
+        failed: list[_Failed] = []
+        try:
+            counts, failed = await writer.result() if done.rows else (ImportSummary(), [])
+        finally:
+            for line, reason, row in sorted(done.failed + failed, key=itemgetter(0)):
+                errors.add(line, reason, row)
+        summary.inserted += counts.inserted
+        summary.updated += counts.updated
+        summary.unchanged += counts.unchanged
+        summary.failed += counts.failed
+        if progress:
+            progress(done.read)
+
+    async def send(read: int) -> None:
+        """Starts writing the batch (one transaction) once the one before is done."""
+        nonlocal batch, keys, in_flight
+        await settle()
+        batch.read = read
+        if batch.rows:
+            await writer.start(batch.rows)
+        in_flight, batch, keys = batch, _Batch([], []), set()
+        gc.collect(1)  # the young generations only; see _young_garbage_only
+
+    try:
+        rows = table.rows()
+        while True:
+            try:
+                line, row = next(rows)
+            except StopIteration:
+                break
+            except FileRejected:
+                # Unreadable from here on: what was read before it still lands, as the message says.
+                await send(summary.rows_read)
+                await settle()
+                raise
+            summary.rows_read += 1
+            if len(row) != width:
+                row = (row + pad)[:width]
+            row.append("")  # absent columns read this cell
+            try:
+                parsed = parse(row, line)
+            except RowError as exc:
+                batch.failed.append((line, exc.reason, row))
+                summary.failed += 1
+                continue
+            # A key seen twice in one batch: write what came before first, so the later row
+            # merges over the stored one exactly as it would in a later import.
+            if len(batch.rows) >= batch_size or parsed[0] in keys:
+                await send(summary.rows_read - 1)
+            batch.rows.append(parsed)
+            keys.add(parsed[0])
+        await send(summary.rows_read)
+        await settle()
+    finally:
+        # Leaving on an error: rows that failed to parse still go to the error file.
+        for pending in (in_flight, batch):
+            for line, reason, row in pending.failed if pending else ():
+                errors.add(line, reason, row)
+
+
+class _Writer(Protocol):
+    """Writes batches one at a time: start() one, then result() before the next start()."""
+
+    async def start(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+    async def result(self) -> _Outcome: ...
+
+
+@asynccontextmanager
+async def _open_writer(engine: AsyncEngine, handler: _Customers | _Orders) -> AsyncIterator[_Writer]:
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        threaded = _ThreadWriter(url.set(drivername="sqlite"), handler)
+        try:
+            yield threaded
+        finally:
+            await threaded.aclose()
+        return
     async with engine.connect() as conn:
         await _bulk_mode(conn, handler.sql, on=True)
         try:
-            rows = table.rows()
-            while True:
-                try:
-                    line, row = next(rows)
-                except StopIteration:
-                    break
-                except FileRejected:
-                    # Unreadable from here on: what was read before it still lands, as the message says.
-                    if batch:
-                        await _write_batch(conn, handler, batch, summary, errors)
-                    raise
-                summary.rows_read += 1
-                if len(row) != width:
-                    row = (row + pad)[:width]
-                row.append("")  # absent columns read this cell
-                try:
-                    parsed = parse(row, line)
-                except RowError as exc:
-                    errors.add(line, exc.reason, row)
-                    summary.failed += 1
-                    continue
-                # A key seen twice in one batch: write what came before first, so the later row
-                # merges over the stored one exactly as it would in a later import.
-                if len(batch) >= batch_size or parsed[0] in keys:
-                    await _write_batch(conn, handler, batch, summary, errors)
-                    batch, keys = [], set()
-                    gc.collect(1)  # the young generations only; see _young_garbage_only
-                    if progress:
-                        progress(summary.rows_read - 1)
-                batch.append(parsed)
-                keys.add(parsed[0])
-            if batch:
-                await _write_batch(conn, handler, batch, summary, errors)
+            yield _AsyncWriter(conn, handler)
         except BaseException:
             await conn.invalidate()  # never pool a connection left without foreign key checks
             raise
         await _bulk_mode(conn, handler.sql, on=False)
-    if progress:
-        progress(summary.rows_read)
+
+
+class _ThreadWriter:
+    """SQLite: each batch is one synchronous call in a worker thread, on the import's own connection.
+
+    Through aiosqlite every statement is a thread round trip and the event loop waits for each; here
+    a batch is one hop, and the event loop's thread parses the next batch meanwhile (sqlite3 drops
+    the GIL while it works, so the two overlap). The connection is opened, used and closed in the
+    worker thread only, and never pooled: it runs without foreign key checks (see _bulk_mode)."""
+
+    def __init__(self, url: URL, handler: _Customers | _Orders) -> None:
+        self._handler = handler
+        self._engine = sa_create_engine(url, poolclass=NullPool)
+        event.listen(self._engine, "connect", _bulk_pragmas)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="touchpoint-import")
+        self._conn: Connection | None = None
+        self._future: asyncio.Future[_Outcome] | None = None
+
+    async def start(self, rows: list[tuple[Any, ...]]) -> None:
+        self._future = asyncio.get_running_loop().run_in_executor(self._pool, self._write, rows)
+
+    async def result(self) -> _Outcome:
+        future, self._future = self._future, None
+        if future is None:
+            raise RuntimeError("no batch is being written")
+        return await future
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> _Outcome:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        with self._conn.begin():
+            return _finish(_write_rows(_ThreadDb(self._conn, self._handler.sql), self._handler, rows))
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._engine.dispose()
+
+    async def aclose(self) -> None:
+        """Closes the connection once the write in flight, if any, is done (when the import failed
+        while a batch was being written, that batch's outcome is moot)."""
+        if self._future is not None:
+            self._future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._close)  # queued behind it
+        finally:
+            self._pool.shutdown(wait=False)
+
+
+def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """The import's SQLite connection: storage.db's settings (WAL, synchronous=NORMAL, busy timeout),
+    then _bulk_mode's, for this connection's whole life."""
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=10000",
+        "foreign_keys=OFF",
+        f"cache_size={BULK_CACHE_KIB}",
+    ):
+        dbapi_conn.execute(f"PRAGMA {pragma}")
+
+
+class _AsyncWriter:
+    """PostgreSQL (and SQLite without a file): each batch written through the async connection
+    before start() returns."""
+
+    def __init__(self, conn: AsyncConnection, handler: _Customers | _Orders) -> None:
+        self._conn, self._handler = conn, handler
+        self._outcome: _Outcome | None = None
+
+    async def start(self, rows: list[tuple[Any, ...]]) -> None:
+        self._outcome = await self._write(rows)
+
+    async def result(self) -> _Outcome:
+        outcome, self._outcome = self._outcome, None
+        if outcome is None:
+            raise RuntimeError("no batch was written")
+        return outcome
+
+    async def _write(self, rows: list[tuple[Any, ...]]) -> _Outcome:
+        """One transaction; retried once when a concurrent writer took a key first (PostgreSQL)."""
+        for attempt in (1, 2):
+            try:
+                async with self._conn.begin():
+                    return await _write_rows(_AsyncDb(self._conn, self._handler.sql), self._handler, rows)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("not reached")
 
 
 async def _bulk_mode(conn: AsyncConnection, sql: _Sql, *, on: bool) -> None:
@@ -804,35 +1017,16 @@ class _Errors(Protocol):
 class _PendingErrors:
     """A batch's failed rows, written to the error file once the batch has committed."""
 
-    rows: list[tuple[int, str, Sequence[str]]]
+    rows: list[_Failed]
 
     def add(self, line: int, reason: str, row: Sequence[str]) -> None:
         self.rows.append((line, reason, row))
 
 
-async def _write_batch(
-    conn: AsyncConnection,
-    handler: _Customers | _Orders,
-    batch: list[tuple[Any, ...]],
-    summary: ImportSummary,
-    errors: ErrorFile,
-) -> None:
-    """One transaction; retried once when a concurrent writer took a key first (PostgreSQL)."""
-    for attempt in (1, 2):
-        counts = ImportSummary()
-        pending = _PendingErrors([])
-        try:
-            async with conn.begin():
-                db = _Db(conn, handler.sql)
-                await db.begin()
-                await handler.write(db, batch, counts, pending)
-            break
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    for line, reason, row in pending.rows:
-        errors.add(line, reason, row)
-    summary.inserted += counts.inserted
-    summary.updated += counts.updated
-    summary.unchanged += counts.unchanged
-    summary.failed += counts.failed
+async def _write_rows(db: _Db, handler: _Customers | _Orders, rows: list[tuple[Any, ...]]) -> _Outcome:
+    """One batch, inside the caller's transaction."""
+    counts = ImportSummary()
+    pending = _PendingErrors([])
+    await db.begin()
+    await handler.write(db, rows, counts, pending)
+    return counts, pending.rows

@@ -134,3 +134,102 @@ class ShopStat(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=48)
     value: str = Field(sa_column=Column(Text, nullable=False))
     computed_at: datetime
+
+
+class FollowUp(SQLModel, table=True):
+    """One row of the scenario table applied to one customer: a timer owned by one agent.
+
+    `fire_at` is when the engine next acts on it (remind, re-post, escalate, or reclaim a lapsed
+    claim); the row, not the scheduler, is the truth, so a restart loses nothing.
+    """
+
+    __tablename__ = "follow_up"
+    __table_args__ = (
+        Index("ix_follow_up_due", "state", "fire_at"),
+        Index("ix_follow_up_customer", "customer_pk", "state"),
+        Index("ix_follow_up_chat_due", "chat_id", "state", "fire_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_pk: int = Field(foreign_key="customer.id")
+    order_pk: int | None = Field(default=None, foreign_key="orders.id")
+    chat_id: int = Field(sa_type=BigInteger)
+    scenario: str = Field(max_length=24)
+    product: str | None = Field(default=None, max_length=200)
+    minutes: int | None = None
+    owner_id: int = Field(sa_type=BigInteger)
+    owner_name: str = Field(default="", max_length=128)
+    state: str = Field(max_length=16)
+    step: str = Field(default="remind", max_length=12)
+    due_at: datetime | None = None
+    fire_at: datetime | None = None
+    # When the reminder is meant to go out (due time moved into working hours); lateness counts from it.
+    remind_at: datetime | None = None
+    carried_over: bool = False
+    late_seconds: int | None = None
+    attempts: int = 0
+    claim: str | None = Field(default=None, max_length=32)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    # The message that confirmed the start (where an automatic close is told, quietly).
+    origin_chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    origin_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    created_by: int = Field(sa_type=BigInteger)
+    created_at: datetime
+    fired_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: int | None = Field(default=None, sa_type=BigInteger)
+    closed_by_name: str | None = Field(default=None, max_length=128)
+    close_reason: str | None = Field(default=None, max_length=32)
+
+
+class FollowUpEvent(SQLModel, table=True):
+    """A follow-up's history, for reports: created, fired, snoozed, done, cancelled … by whom, when."""
+
+    __tablename__ = "follow_up_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    follow_up_id: int = Field(foreign_key="follow_up.id", index=True)
+    action: str = Field(max_length=16)
+    actor_id: int | None = Field(default=None, sa_type=BigInteger)
+    actor_name: str | None = Field(default=None, max_length=128)
+    detail: str | None = Field(default=None, max_length=200)
+    at: datetime
+
+
+class ScenarioSetting(SQLModel, table=True):
+    """A lead's change to one scenario row, layered over the YAML table."""
+
+    __tablename__ = "scenario_setting"
+
+    scenario: str = Field(primary_key=True, max_length=24)
+    minutes: int | None = None
+    reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_by: int = Field(sa_type=BigInteger)
+    updated_at: datetime
+
+
+class ScenarioChange(SQLModel, table=True):
+    """Audit trail of scenario changes made from the chat."""
+
+    __tablename__ = "scenario_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    scenario: str = Field(max_length=24, index=True)
+    field: str = Field(max_length=16)
+    old_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    new_value: str = Field(sa_column=Column(Text, nullable=False))
+    changed_by: int = Field(sa_type=BigInteger)
+    changed_by_name: str = Field(default="", max_length=128)
+    changed_at: datetime
+
+
+class ShopEvent(SQLModel, table=True):
+    """Every shop event taken in, by its id: a repeated id is acknowledged and ignored."""
+
+    __tablename__ = "shop_event"
+
+    id: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=32)
+    occurred_at: datetime
+    received_at: datetime
+    payload: str = Field(sa_column=Column(Text, nullable=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -15,7 +16,7 @@ from storage.customers import CardData, OrderLine
 from storage.models import Customer, Order
 from storage.stats import ShopCuts
 
-from .format import clip, day, h, money
+from .format import clip, day, h, minute, money
 from .labels import BADGES, LEVELS, ORDER_STATUSES, SEGMENTS, SOURCES, STAGES, label, tag_label
 
 
@@ -28,6 +29,7 @@ class CardContext:
     palette: Palette
     locale: str
     mask_contacts: bool
+    scenario_title: Callable[[str], str] = str
 
 
 def display_name(customer: Customer) -> str:
@@ -136,6 +138,14 @@ def render_card(data: CardData, ctx: CardContext) -> str:
         lines += ["", _("🛍 Most bought: {products}").format(products=products)]
     tags = " · ".join(h(tag_label(ctx.palette, t, ctx.locale)) for t in data.tags)
     lines.append(_("🏷 Tags: {tags}").format(tags=tags or "—"))
+    for f in data.follow_ups:
+        lines.append(
+            _("⏱ Follow-up: {what} · {owner} · {when}").format(
+                what=h(ctx.scenario_title(f.scenario)),
+                owner=h(f.owner_name),
+                when=minute(f.due_at, ctx.zone) if f.due_at else _("when restocked"),
+            )
+        )
     for note in data.notes:
         lines.append(
             _("📝 {date} {author}: {text}").format(

@@ -135,6 +135,29 @@ class ChatUser:
                 return candidate
         raise AssertionError(f"message {message['message_id']} not found")
 
+    def last_id(self) -> int:
+        messages = self.emulator.messages(self.chat_id)
+        return messages[-1]["message_id"] if messages else 0
+
+    def click_expecting(
+        self, message: dict[str, Any], button_text: str, expect: int = 1
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Press a button that makes the bot post `expect` new messages; returns (answer, messages)."""
+        after = self.last_id()
+        answer = self.click(message, button_text)
+        return answer, self.wait_new(after, expect)
+
+    def wait_new(self, after: int, expect: int = 1) -> list[dict[str, Any]]:
+        """The next `expect` bot messages after message #`after` (a reminder, say)."""
+        return self._wait_new(after, expect)
+
+    def quiet_for(self, after: int, seconds: float = 1.5) -> list[dict[str, Any]]:
+        """Bot messages after #`after` within `seconds` (expected: none)."""
+        result = self.emulator.call(
+            "GET", "/control/wait", chat_id=self.chat_id, after=after, timeout=seconds
+        )
+        return _bot_messages(result)
+
     def _wait_new(self, after: int, expect: int) -> list[dict[str, Any]]:
         deadline = time.monotonic() + WAIT_SECONDS
         got: list[dict[str, Any]] = []

@@ -79,17 +79,45 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     stop(process)
 
 
-def bot_env(database_url: str, api_base: str) -> dict[str, str]:
+EVENTS_SECRET = "e2e-events-secret"
+
+
+def bot_env(database_url: str, api_base: str, workdir: Path, token: str = TOKEN) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "ADMIN_"))}
     env.update(
-        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_BOT_TOKEN=token,
         TELEGRAM_API_BASE=api_base,
         DATABASE_URL=database_url,
         ADMIN_IDS=str(LEAD["id"]),
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
+        # Follow-ups: a clock the tests move forward, round-the-clock hours, a quick sweep.
+        SANDBOX_CLOCK_FILE=str(workdir / "clock"),
+        WORKING_HOURS="00:00-24:00",
+        TIMER_SWEEP_SECONDS="0.3",
+        EVENTS_SECRET=EVENTS_SECRET,
+        HTTP_PORT=str(free_port()),
     )
     return env
+
+
+def launch_bot(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start `python -m bot run` and wait until it polls (its log says so)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("a"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def polling() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the bot exited: {log_path.read_text()}")
+        return "Start polling" in log_path.read_text()
+
+    wait_until(polling, what="the bot to start polling")
+    return process
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,7 +129,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="session")
 def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     workdir = tmp_path_factory.mktemp("bot")
-    env = bot_env(f"sqlite+aiosqlite:///{workdir / 'touchpoint.db'}", emulator.base_url)
+    env = bot_env(f"sqlite+aiosqlite:///{workdir / 'touchpoint.db'}", emulator.base_url, workdir)
     for kind in ("customers", "orders"):
         result = run_cli(
             env, "import", kind, str(DATA / f"{kind}.csv"), "--errors", str(workdir / f"{kind}.err")
@@ -110,15 +138,8 @@ def bot_process(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
     emulator.create_chat(UNBOUND_GROUP, title="Random group")
     emulator.add_member(UNBOUND_GROUP, STRANGER)
     log_path = workdir / "bot.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    process = launch_bot(env, log_path)
     try:
-        wait_until(lambda: emulator.calls("getUpdates"), what="the bot to start polling")
         env["LOG_PATH"] = str(log_path)
         yield env
     finally:

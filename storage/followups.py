@@ -1,0 +1,509 @@
+"""Follow-up timers as rows: create, claim atomically, record what happened, act on them.
+
+Every change is a conditional UPDATE on the row's state, so two processes (or two agents) racing
+for the same follow-up cannot both win: the claim takes only rows still due, and a button takes
+only rows still open. Each function is one unit of work and commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm.followups import (
+    CLOSED_STATES,
+    FIRED_ACTION,
+    OPEN_STATES,
+    Action,
+    State,
+    Step,
+    lateness,
+    next_step,
+    retry_delay,
+)
+from storage.models import Agent, Customer, FollowUp, FollowUpEvent, Order, TeamChat
+
+T = FollowUp.__table__  # type: ignore[attr-defined]
+E = FollowUpEvent.__table__  # type: ignore[attr-defined]
+DUE_STATES = (State.PENDING, State.FIRING)  # firing and due again: a claim that lapsed (a crash)
+DIGEST_MAX = 15  # lines in one digest message: well inside Telegram's 4096 characters
+
+
+@dataclass(slots=True)
+class NewFollowUp:
+    customer_pk: int
+    chat_id: int
+    scenario: str
+    owner_id: int
+    owner_name: str
+    created_by: int
+    due_at: datetime | None
+    fire_at: datetime | None
+    minutes: int | None = None
+    carried_over: bool = False
+    order_pk: int | None = None
+    product: str | None = None
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A claimed follow-up with what its reminder shows."""
+
+    follow_up: FollowUp
+    customer: Customer
+    order_no: str | None
+    lead_id: int | None = None
+    owner_locale: str | None = None
+
+
+@dataclass(slots=True)
+class ActResult:
+    ok: bool
+    follow_up: FollowUp | None  # None: no such follow-up
+
+
+def _row(item: NewFollowUp, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_pk": item.customer_pk,
+        "order_pk": item.order_pk,
+        "chat_id": item.chat_id,
+        "scenario": item.scenario,
+        "product": item.product,
+        "minutes": item.minutes,
+        "owner_id": item.owner_id,
+        "owner_name": item.owner_name[:128],
+        "state": State.PENDING,
+        "step": Step.REMIND,
+        "due_at": item.due_at,
+        "fire_at": item.fire_at,
+        "remind_at": item.fire_at,
+        "carried_over": item.carried_over,
+        "attempts": 0,
+        "created_by": item.created_by,
+        "created_at": now,
+    }
+
+
+def _event(
+    follow_up_id: int,
+    action: str,
+    now: datetime,
+    actor_id: int | None = None,
+    actor_name: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "follow_up_id": follow_up_id,
+        "action": action,
+        "actor_id": actor_id,
+        "actor_name": (actor_name or "")[:128] or None,
+        "detail": (detail or "")[:200] or None,
+        "at": now,
+    }
+
+
+async def create(*, session: AsyncSession, item: NewFollowUp, now: datetime) -> FollowUp:
+    follow_up = FollowUp(**_row(item, now))
+    session.add(follow_up)
+    await session.flush()
+    assert follow_up.id is not None
+    await session.execute(insert(E), [_event(follow_up.id, Action.CREATED, now, item.created_by)])
+    await session.commit()
+    return follow_up
+
+
+async def create_many(*, session: AsyncSession, items: Sequence[NewFollowUp], now: datetime) -> int:
+    """Bulk creation (imports, benchmarks): one multi-row INSERT for the rows, one for the history."""
+    if not items:
+        return 0
+    ids = (await session.execute(insert(T).returning(T.c.id), [_row(i, now) for i in items])).scalars().all()
+    await session.execute(
+        insert(E), [_event(fid, Action.CREATED, now, i.created_by) for fid, i in zip(ids, items, strict=True)]
+    )
+    await session.commit()
+    return len(ids)
+
+
+async def set_origin(*, session: AsyncSession, follow_up_id: int, chat_id: int, message_id: int) -> None:
+    await session.execute(
+        update(T).where(T.c.id == follow_up_id).values(origin_chat_id=chat_id, origin_message_id=message_id)
+    )
+    await session.commit()
+
+
+def _due(now: datetime) -> Any:
+    return and_(T.c.state.in_(DUE_STATES), T.c.fire_at <= now)
+
+
+async def due_chats(*, session: AsyncSession, now: datetime) -> list[int]:
+    """Team chats with something due, the most overdue first."""
+    rows = await session.execute(
+        select(T.c.chat_id, func.min(T.c.fire_at).label("first"))
+        .where(_due(now))
+        .group_by(T.c.chat_id)
+        .order_by("first")
+    )
+    return [chat_id for chat_id, _ in rows.all()]
+
+
+async def next_fire_at(*, session: AsyncSession) -> datetime | None:
+    # One MIN per state: each is a single index seek, where MIN over `state IN (…)` scans.
+    firsts = [
+        (
+            await session.execute(
+                select(func.min(T.c.fire_at)).where(T.c.state == state, T.c.fire_at.is_not(None))
+            )
+        ).scalar()
+        for state in DUE_STATES
+    ]
+    return min((f for f in firsts if f is not None), default=None)
+
+
+async def claim_next(
+    *, session: AsyncSession, chat_id: int, now: datetime, lease: timedelta, token: str
+) -> list[Claimed]:
+    """Claim everything due for the most overdue agent in one chat (a digest when several).
+
+    One UPDATE takes the rows only if they are still due, so exactly one process gets each; on
+    PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED so a second process moves on at once.
+    The claim lapses after `lease`, which brings back what a crashed process had taken.
+    """
+    first_owner = (
+        select(T.c.owner_id).where(_due(now), T.c.chat_id == chat_id).order_by(T.c.fire_at).limit(1)
+    ).scalar_subquery()
+    picked = (
+        select(T.c.id)
+        .where(_due(now), T.c.chat_id == chat_id, T.c.owner_id == first_owner)
+        .order_by(T.c.fire_at)
+        .limit(DIGEST_MAX)
+        .with_for_update(skip_locked=True)
+    )
+    claimed_ids = (
+        (
+            await session.execute(
+                update(T)
+                .where(T.c.id.in_(picked), _due(now))
+                .values(state=State.FIRING, claim=token, fire_at=now + lease, attempts=T.c.attempts + 1)
+                .returning(T.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not claimed_ids:
+        await session.commit()
+        return []
+    rows = await _load(session, claimed_ids)
+    await session.commit()
+    return rows
+
+
+async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
+    stmt = (
+        select(FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale)  # type: ignore[call-overload]
+        .join(Customer, col(Customer.id) == FollowUp.customer_pk)
+        .outerjoin(Order, col(Order.id) == FollowUp.order_pk)
+        .outerjoin(TeamChat, col(TeamChat.chat_id) == FollowUp.chat_id)
+        .outerjoin(Agent, col(Agent.user_id) == FollowUp.owner_id)
+        .where(col(FollowUp.id).in_(list(ids)))
+        .order_by(FollowUp.fire_at, FollowUp.id)
+    )
+    return [Claimed(f, c, no, lead, locale) for f, c, no, lead, locale in (await session.execute(stmt)).all()]
+
+
+async def load(*, session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
+    rows = await _load(session, ids)
+    await session.commit()
+    return rows
+
+
+async def record_posted(
+    *,
+    session: AsyncSession,
+    claimed: Sequence[FollowUp],
+    token: str,
+    message_id: int,
+    now: datetime,
+    grace: timedelta,
+) -> list[int]:
+    """The reminder is in the chat: schedule the next step. Returns ids no longer ours (closed by
+    someone while we were sending), whose message the caller re-renders."""
+    lost: list[int] = []
+    events = []
+    for f in claimed:
+        assert f.id is not None
+        step_after = next_step(f.step)
+        values: dict[str, Any] = {
+            "claim": None,
+            "message_id": message_id,
+            "attempts": 0,
+            "state": State.PENDING if step_after else State.WAITING,
+            "step": step_after or f.step,
+            "fire_at": now + grace if step_after else None,
+        }
+        if f.step == Step.REMIND:
+            values["fired_at"] = now
+            late = lateness(f.remind_at or now, now)
+            values["late_seconds"] = int(late.total_seconds()) if late else None
+        result = await session.execute(
+            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            events.append(_event(f.id, FIRED_ACTION[f.step], now, detail=f"message {message_id}"))
+        else:
+            lost.append(f.id)
+    if events:
+        await session.execute(insert(E), events)
+    await session.commit()
+    return lost
+
+
+async def record_failed(
+    *, session: AsyncSession, claimed: Sequence[FollowUp], token: str, now: datetime, error: str, final: bool
+) -> None:
+    """Telegram did not take the reminder: try again later with backoff, or give up on a chat that is
+    gone (`final`). Nothing is dropped silently: the history says what happened."""
+    events = []
+    for f in claimed:
+        assert f.id is not None
+        values: dict[str, Any] = {"claim": None}
+        if final:
+            values |= {
+                "state": State.UNDELIVERABLE,
+                "fire_at": None,
+                "closed_at": now,
+                "close_reason": "undeliverable",
+            }
+        else:
+            values |= {"state": State.PENDING, "fire_at": now + retry_delay(f.attempts)}
+        result = await session.execute(
+            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            action = Action.UNDELIVERABLE if final else Action.RETRY
+            events.append(_event(f.id, action, now, detail=error))
+    if events:
+        await session.execute(insert(E), events)
+    await session.commit()
+
+
+async def _act(
+    session: AsyncSession,
+    follow_up_id: int,
+    values: dict[str, Any],
+    *,
+    action: str,
+    actor_id: int | None,
+    actor_name: str | None,
+    now: datetime,
+    detail: str | None = None,
+) -> ActResult:
+    result = await session.execute(
+        update(T).where(T.c.id == follow_up_id, T.c.state.in_(OPEN_STATES)).values(**values)
+    )
+    won = bool(result.rowcount)  # type: ignore[attr-defined]
+    if won:
+        await session.execute(insert(E), [_event(follow_up_id, action, now, actor_id, actor_name, detail)])
+    await session.commit()
+    row = await session.get(FollowUp, follow_up_id, populate_existing=True)
+    await session.commit()
+    return ActResult(won, row)
+
+
+async def close(
+    *,
+    session: AsyncSession,
+    follow_up_id: int,
+    done: bool,
+    actor_id: int,
+    actor_name: str,
+    now: datetime,
+    reason: str | None = None,
+) -> ActResult:
+    """Done or Cancel: only one of two simultaneous presses wins; the loser reads who did."""
+    state = State.DONE if done else State.CANCELLED
+    return await _act(
+        session,
+        follow_up_id,
+        {
+            "state": state,
+            "fire_at": None,
+            "claim": None,
+            "closed_at": now,
+            "closed_by": actor_id,
+            "closed_by_name": actor_name[:128],
+            "close_reason": reason or state,
+        },
+        action=Action.DONE if done else Action.CANCELLED,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        now=now,
+        detail=reason,
+    )
+
+
+async def snooze(
+    *,
+    session: AsyncSession,
+    follow_up_id: int,
+    due_at: datetime,
+    fire_at: datetime,
+    actor_id: int,
+    actor_name: str,
+    now: datetime,
+) -> ActResult:
+    """Remind again later, from the first step (a fresh reminder, then re-post, then escalation)."""
+    return await _act(
+        session,
+        follow_up_id,
+        {
+            "state": State.PENDING,
+            "step": Step.REMIND,
+            "due_at": due_at,
+            "fire_at": fire_at,
+            "remind_at": fire_at,
+            "carried_over": fire_at > due_at,
+            "claim": None,
+            "attempts": 0,
+        },
+        action=Action.SNOOZED,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        now=now,
+        detail=due_at.isoformat(timespec="minutes"),
+    )
+
+
+async def reassign(
+    *,
+    session: AsyncSession,
+    follow_up_id: int,
+    owner_id: int,
+    owner_name: str,
+    now: datetime,
+    grace: timedelta,
+) -> ActResult:
+    """Take a follow-up over. A reminder already posted gets a fresh grace period for its new owner."""
+    row = await session.get(FollowUp, follow_up_id)
+    values: dict[str, Any] = {"owner_id": owner_id, "owner_name": owner_name[:128]}
+    if row is not None and row.message_id is not None and row.state in (State.PENDING, State.WAITING):
+        values |= {"state": State.PENDING, "step": Step.REPOST, "fire_at": now + grace}
+    return await _act(
+        session,
+        follow_up_id,
+        values,
+        action=Action.REASSIGNED,
+        actor_id=owner_id,
+        actor_name=owner_name,
+        now=now,
+    )
+
+
+async def resolve_by_event(
+    *,
+    session: AsyncSession,
+    customer_pk: int,
+    scenarios: Sequence[str],
+    reason: str,
+    now: datetime,
+    product: str | None = None,
+) -> list[FollowUp]:
+    """Cancel the customer's open follow-ups that an event answers; returns them (for a quiet edit).
+    Runs inside the caller's transaction: the event and its effects commit together."""
+    if not scenarios:
+        return []
+    rows = (
+        (
+            await session.execute(
+                update(T)
+                .where(
+                    T.c.customer_pk == customer_pk, T.c.scenario.in_(scenarios), T.c.state.in_(OPEN_STATES)
+                )
+                .values(
+                    state=State.CANCELLED, fire_at=None, claim=None, closed_at=now, close_reason=reason[:32]
+                )
+                .returning(T.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if rows:
+        await session.execute(insert(E), [_event(fid, Action.RESOLVED, now, detail=reason) for fid in rows])
+    found = (await session.execute(select(FollowUp).where(col(FollowUp.id).in_(rows)))).scalars().all()
+    return list(found)
+
+
+async def restocked(*, session: AsyncSession, product: str, scenarios: Sequence[str], now: datetime) -> int:
+    """A product is back: every follow-up waiting for it (or for any restock) is due now."""
+    result = await session.execute(
+        update(T)
+        .where(
+            T.c.scenario.in_(scenarios),
+            T.c.state == State.PENDING,
+            T.c.fire_at.is_(None),
+            or_(T.c.product.is_(None), T.c.product == product),
+        )
+        .values(fire_at=now, due_at=now, remind_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def open_for_customer(*, session: AsyncSession, customer_pk: int) -> list[FollowUp]:
+    stmt = (
+        select(FollowUp)
+        .where(FollowUp.customer_pk == customer_pk, col(FollowUp.state).in_(OPEN_STATES))
+        .order_by(FollowUp.due_at)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def open_in_chat(
+    *, session: AsyncSession, chat_id: int | None, owner_id: int | None, now: datetime, limit: int
+) -> tuple[list[Claimed], int, int]:
+    """Open follow-ups (in one chat or all; one agent's or everyone's), overdue first; and how many
+    there are in all and overdue."""
+    where = [col(FollowUp.state).in_(OPEN_STATES)]
+    if chat_id is not None:
+        where.append(FollowUp.chat_id == chat_id)
+    if owner_id is not None:
+        where.append(FollowUp.owner_id == owner_id)
+    overdue_expr = func.sum(case((col(FollowUp.due_at) <= now, 1), else_=0))
+    total, overdue = (await session.execute(select(func.count(), overdue_expr).where(*where))).one()
+    due_order = (col(FollowUp.due_at).is_(None), col(FollowUp.due_at))
+    ids = (
+        await session.execute(select(FollowUp.id).where(*where).order_by(*due_order).limit(limit))
+    ).scalars()
+    rows = await _load(session, list(ids))
+    rows.sort(key=lambda c: (c.follow_up.due_at is None, c.follow_up.due_at))
+    await session.commit()
+    return rows, int(total or 0), int(overdue or 0)
+
+
+async def open_by_owner(*, session: AsyncSession, chat_id: int) -> dict[int, list[FollowUp]]:
+    """Each agent's open follow-ups in a chat, for the start-of-shift summary."""
+    stmt = (
+        select(FollowUp)
+        .where(FollowUp.chat_id == chat_id, col(FollowUp.state).in_(OPEN_STATES))
+        .order_by(FollowUp.owner_id, FollowUp.due_at)
+    )
+    grouped: dict[int, list[FollowUp]] = {}
+    for row in (await session.execute(stmt)).scalars().all():
+        grouped.setdefault(row.owner_id, []).append(row)
+    await session.commit()
+    return grouped
+
+
+async def history(*, session: AsyncSession, follow_up_id: int) -> list[FollowUpEvent]:
+    stmt = select(FollowUpEvent).where(FollowUpEvent.follow_up_id == follow_up_id).order_by(FollowUpEvent.id)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+def is_closed(row: FollowUp) -> bool:
+    return row.state in CLOSED_STATES
