@@ -64,22 +64,22 @@ class EventIntake:
 
     async def _tell(self, f: FollowUp) -> None:
         """Edit the reminder (if one was posted) and the confirmation to say it closed itself."""
-        locale = self.engine.settings.default_locale
         try:
+            async with self.sessions() as session:
+                items = await followups.load(session=session, ids=[f.id or 0])
+                order = await session.get(Order, f.order_pk) if f.order_pk else None
+            if not items:
+                return
+            item, locale = items[0], self.engine.locale_of(items[0])
             if f.message_id is not None and f.id is not None:
                 await self.engine.refresh_message(f.chat_id, f.message_id, [f.id], locale)
             if f.origin_chat_id is not None and f.origin_message_id is not None:
-                async with self.sessions() as session:
-                    items = await followups.load(session=session, ids=[f.id or 0])
-                    order = await session.get(Order, f.order_pk) if f.order_pk else None
-                if not items:
-                    return
                 with self.engine.i18n.context(), self.engine.i18n.use_locale(locale):
                     ctx = self.engine.context(locale)
                     text = confirmation(
-                        items[0].follow_up, items[0].customer, ctx, order_no=order.order_no if order else None
+                        item.follow_up, item.customer, ctx, order_no=order.order_no if order else None
                     )
-                    text = closed_confirmation(text, items[0].follow_up, ctx)
+                    text = closed_confirmation(text, item.follow_up, ctx)
                 await self.engine.sender.edit(f.origin_chat_id, f.origin_message_id, text, None)
         except Exception:  # the close is stored; a failed courtesy edit must not fail the event
             log.exception("could not update the messages of follow-up %s", f.id)

@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.i18n import locale_from_telegram
 from bot.keyboards import list_keyboard, reminder_keyboard
 from bot.outbound import SendPacer
 from bot.scenario_book import ScenarioBook
@@ -199,6 +200,11 @@ class FollowUpEngine:
         return soonest
 
     # Delivering -----------------------------------------------------------------------------------
+    def locale_of(self, item: Claimed) -> str:
+        """The owner's language: their /lang choice, else what Telegram says, else the team default."""
+        default = self.settings.default_locale
+        return item.owner_locale or locale_from_telegram(item.owner_language, default)
+
     def context(self, locale: str) -> FollowUpContext:
         return FollowUpContext(self.clock.now(), self.settings.zone, self.book.table, locale)
 
@@ -220,7 +226,7 @@ class FollowUpEngine:
     async def _deliver(self, chat_id: int, claimed: list[Claimed], token: str, claimed_at: datetime) -> None:
         rows = [c.follow_up for c in claimed]
         try:
-            locale = claimed[0].owner_locale or self.settings.default_locale
+            locale = self.locale_of(claimed[0])
             with self.i18n.context(), self.i18n.use_locale(locale):
                 text, markup = self._render(claimed, claimed_at)
             message_id = await self.sender.post(chat_id, text, markup, claimed)

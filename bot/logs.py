@@ -29,3 +29,5 @@ def setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # The timer engine's sweep runs every few seconds: one INFO line per run would drown the log.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)

@@ -79,7 +79,12 @@ def _stale(agent: Agent | None, chat: Chat | None) -> bool:
 
 async def _record(session: AsyncSession, directory: TeamDirectory, user: User, chat_id: int) -> Agent:
     agent = await team.record_agent(
-        session=session, user_id=user.id, display_name=user.full_name, username=user.username, chat_id=chat_id
+        session=session,
+        user_id=user.id,
+        display_name=user.full_name,
+        username=user.username,
+        chat_id=chat_id,
+        language=user.language_code,
     )
     directory.remember_agent(agent)
     return agent

@@ -101,7 +101,7 @@ class CustomerData(_Data):
 class OrderData(_Data):
     order_id: str = Field(min_length=1, max_length=64)
     customer_id: str | None = Field(None, min_length=1, max_length=64)
-    amount: Decimal | None = Field(None, ge=0, decimal_places=2)
+    amount: Decimal | None = Field(None, ge=0, le=Decimal(MAX_CENTS) / 100, decimal_places=2)
     created_at: datetime | None = None
     source: str | None = Field(None, max_length=32)
     carrier: str | None = Field(None, max_length=32)
@@ -125,7 +125,7 @@ class OrderData(_Data):
 
 class ReviewData(_Data):
     order_id: str = Field(min_length=1, max_length=64)
-    rating: int = Field(ge=1, le=5)
+    rating: int = Field(ge=1, le=5, strict=True)
     text: str = Field("", max_length=2000)
 
 

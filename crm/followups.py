@@ -64,7 +64,8 @@ def next_step(step: str) -> str | None:
 
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff for a reminder Telegram would not take: 15 s, 30 s, 1 min … 10 min."""
-    return min(RETRY_CAP, RETRY_FIRST * (2 ** max(0, attempts - 1)))
+    doublings = min(max(0, attempts - 1), 10)  # 15 s × 2¹⁰ is past the cap already; no overflow later
+    return min(RETRY_CAP, RETRY_FIRST * 2**doublings)
 
 
 def lateness(scheduled: datetime, fired: datetime) -> timedelta | None:

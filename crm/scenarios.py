@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-SCENARIO_KEY = re.compile(r"^[a-z0-9_]{1,24}$")
+SCENARIO_KEY = re.compile(r"[a-z0-9_]{1,24}")
 MIN_MINUTES, MAX_MINUTES = 1, 1440
 # Event types a follow-up may be resolved by (the event API's order and product events).
 RESOLVING_EVENTS = frozenset(
@@ -103,7 +103,7 @@ def _texts(key: str, name: str, value: Any) -> dict[str, str]:
 
 
 def _row(key: str, spec: Any) -> Scenario:
-    if not SCENARIO_KEY.match(str(key)):
+    if not SCENARIO_KEY.fullmatch(str(key)):
         raise ScenarioError(f"{key!r}: keys are lowercase letters, digits and _ (at most 24)")
     if not isinstance(spec, dict):
         raise ScenarioError(f"{key}: expected a mapping with follow_up")
@@ -123,7 +123,9 @@ def _row(key: str, spec: Any) -> Scenario:
     else:
         raise ScenarioError(f"{key}.follow_up: minutes, 'restock' or 'none'")
     resolved = spec.get("resolved_by") or []
-    if not isinstance(resolved, list) or not set(resolved) <= RESOLVING_EVENTS:
+    if not isinstance(resolved, list) or not all(
+        isinstance(e, str) and e in RESOLVING_EVENTS for e in resolved
+    ):
         raise ScenarioError(f"{key}.resolved_by: a list of {', '.join(sorted(RESOLVING_EVENTS))}")
     titles, replies = _texts(key, "title", spec.get("title")), _texts(key, "reply", spec.get("reply"))
     if key not in BUILT_IN_KEYS and not (titles and replies):

@@ -59,7 +59,8 @@ class Claimed:
     customer: Customer
     order_no: str | None
     lead_id: int | None = None
-    owner_locale: str | None = None
+    owner_locale: str | None = None  # the agent's /lang choice
+    owner_language: str | None = None  # else their Telegram language
 
 
 @dataclass(slots=True)
@@ -206,7 +207,7 @@ async def claim_next(
 
 async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
     stmt = (
-        select(FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale)  # type: ignore[call-overload]
+        select(FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale, Agent.telegram_language)  # type: ignore[call-overload]
         .join(Customer, col(Customer.id) == FollowUp.customer_pk)
         .outerjoin(Order, col(Order.id) == FollowUp.order_pk)
         .outerjoin(TeamChat, col(TeamChat.chat_id) == FollowUp.chat_id)
@@ -214,7 +215,7 @@ async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
         .where(col(FollowUp.id).in_(list(ids)))
         .order_by(FollowUp.fire_at, FollowUp.id)
     )
-    return [Claimed(f, c, no, lead, locale) for f, c, no, lead, locale in (await session.execute(stmt)).all()]
+    return [Claimed(*row) for row in (await session.execute(stmt)).all()]
 
 
 async def load(*, session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:

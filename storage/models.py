@@ -122,6 +122,8 @@ class Agent(SQLModel, table=True):
     username: str | None = Field(default=None, max_length=64)
     # Set by /lang; None follows the user's Telegram language.
     locale: str | None = Field(default=None, max_length=8)
+    # The language Telegram reports for them: what messages the bot posts on its own are written in.
+    telegram_language: str | None = Field(default=None, max_length=16)
     last_seen_chat: int | None = Field(default=None, sa_type=BigInteger)
     verified_at: datetime | None = None
 

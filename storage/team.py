@@ -64,20 +64,32 @@ async def get_agent(*, session: AsyncSession, user_id: int) -> Agent | None:
 
 
 async def record_agent(
-    *, session: AsyncSession, user_id: int, display_name: str, username: str | None, chat_id: int | None
+    *,
+    session: AsyncSession,
+    user_id: int,
+    display_name: str,
+    username: str | None,
+    chat_id: int | None,
+    language: str | None = None,
 ) -> Agent:
     """Remember a member of a bound chat (so their private chat with the bot is allowed)."""
     agent = await session.get(Agent, user_id)
     if agent is None:
         agent = Agent(user_id=user_id)
     agent.display_name, agent.username = display_name[:128], username
+    agent.telegram_language = (language or "")[:16] or agent.telegram_language
     agent.last_seen_chat = chat_id if chat_id is not None else agent.last_seen_chat
     agent.verified_at = datetime.now(UTC)
     session.add(agent)
     again = await _commit_or_retry(
         session,
         lambda: record_agent(
-            session=session, user_id=user_id, display_name=display_name, username=username, chat_id=chat_id
+            session=session,
+            user_id=user_id,
+            display_name=display_name,
+            username=username,
+            chat_id=chat_id,
+            language=language,
         ),
     )
     return again or agent

@@ -156,6 +156,10 @@ def digest_line(n: int, item: Claimed, ctx: FollowUpContext) -> str:
         parts.append(f"<code>{h(item.order_no)}</code>")
     if f.carried_over:
         parts.append(_("carried over"))
+    if f.step == Step.REPOST and f.state == State.FIRING:
+        parts.append(_("🔁 again"))
+    elif f.step == Step.ESCALATE and f.state == State.FIRING:
+        parts.append(_("📣 no answer yet"))
     line = " · ".join(parts)
     reply = clip(suggested_reply(f.scenario, ctx), DIGEST_REPLY_CHARS)
     return line + f"\n   💬 <i>{h(reply)}</i>"

@@ -63,12 +63,12 @@ class ChatUser:
     chat_id: int
     user: dict[str, Any]
     seen: int = field(default=0)
+    token: str | None = None  # address one bot only, when several are in the chat
 
     def send(self, text: str, *, expect: int = 1) -> list[dict[str, Any]]:
         """Send a message and return the bot's `expect` replies (fails if they do not come)."""
-        posted = self.emulator.call(
-            "POST", "/control/messages", {"chat_id": self.chat_id, "from": self.user, "text": text}
-        )
+        body = {"chat_id": self.chat_id, "from": self.user, "text": text, "token": self.token}
+        posted = self.emulator.call("POST", "/control/messages", {k: v for k, v in body.items() if v})
         after = posted["message"]["message_id"]
         return self._wait_new(after, expect)
 

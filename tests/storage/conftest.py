@@ -1,58 +1,21 @@
-"""Storage fixtures: a fresh SQLite file and a fresh PostgreSQL database per test.
-
-PostgreSQL is the server at TOUCHPOINT_TEST_PG (default postgresql+asyncpg://postgres@127.0.0.1:5432/test);
-each test gets its own database `touchpoint_test_<random>`, created through the server's `postgres`
-database and dropped afterwards. Tests that need it are skipped, with the reason, only when the
-server cannot be reached.
-"""
+"""Storage fixtures: a fresh SQLite file per test, and each test run on both databases
+(the PostgreSQL database per test comes from tests/conftest.py's `pg_url`)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 
-PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_server_url() -> str:
-    return os.environ.get("TOUCHPOINT_TEST_PG", PG_DEFAULT)
-
-
-def _asyncpg_dsn(url: str, database: str) -> str:
-    """The SQLAlchemy URL as a plain libpq DSN for asyncpg, pointed at another database."""
-    parsed = make_url(url).set(drivername="postgresql", database=database)
-    return parsed.render_as_string(hide_password=False)
-
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return "sqlite+aiosqlite:///" + str(tmp_path / "t.db")
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    server = _pg_server_url()
-    try:
-        admin = await asyncpg.connect(_asyncpg_dsn(server, "postgres"), timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.skip(f"PostgreSQL not reachable at {make_url(server).render_as_string()}: {exc}")
-    name = f"touchpoint_test_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

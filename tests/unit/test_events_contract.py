@@ -13,7 +13,6 @@ from crm.events import (
     STATUS_RANK,
     CustomerData,
     Event,
-    EventError,
     OrderData,
     RestockData,
     ReviewData,
@@ -266,9 +265,16 @@ def test_no_amount_has_no_cents() -> None:
 def test_amount_at_the_limit_and_over_it() -> None:
     at_limit = OrderData.model_validate({"order_id": "T1", "amount": "21474836.47"})
     assert at_limit.amount_cents == MAX_CENTS
-    over = OrderData.model_validate({"order_id": "T1", "amount": "21474836.48"})
-    with pytest.raises(EventError, match="too large"):
-        _ = over.amount_cents
+    # Over the limit the event itself is refused, naming the field, before anything is applied.
+    error = only_error(
+        event("order.created", {"order_id": "T1", "customer_id": "C1", "amount": "21474836.48"})
+    )
+    assert error["error"].startswith("data.amount:")
+
+
+def test_a_boolean_is_not_a_rating() -> None:
+    error = only_error(event("review.posted", {"order_id": "T1", "rating": True}))
+    assert error["error"].startswith("data.rating:")
 
 
 # Statuses only move forward
