@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.events import ORDER_STEPS, CustomerData, Event, EventError, OrderData, RestockData, advance
@@ -30,7 +30,7 @@ class Applied:
 
 
 async def _customer(session: AsyncSession, external_id: str, now: datetime) -> Customer:
-    found = (await session.execute(select(Customer).where(Customer.external_id == external_id))).scalar()
+    found = (await session.exec(select(Customer).where(Customer.external_id == external_id))).first()
     if found is None:  # an order for a customer we have not seen yet: a bare record, as the importer does
         found = Customer(external_id=external_id, updated_at=now)
         session.add(found)
@@ -47,7 +47,7 @@ async def _upsert_customer(session: AsyncSession, data: CustomerData, now: datet
 
 
 async def _apply_order(session: AsyncSession, event: Event, data: OrderData, now: datetime) -> Order:
-    order = (await session.execute(select(Order).where(Order.order_no == data.order_id))).scalar()
+    order = (await session.exec(select(Order).where(Order.order_no == data.order_id))).first()
     if order is None:
         if data.customer_id is None or data.amount_cents is None:
             raise EventError(

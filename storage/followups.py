@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlmodel import col
+from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.followups import (
@@ -69,6 +70,11 @@ class ActResult:
     follow_up: FollowUp | None  # None: no such follow-up
 
 
+async def _core(session: AsyncSession, statement: Any, params: Any = None) -> Any:
+    """A Core statement on the session's own connection: same transaction, no ORM bookkeeping."""
+    return await (await session.connection()).execute(statement, params)
+
+
 def _row(item: NewFollowUp, now: datetime) -> dict[str, Any]:
     return {
         "customer_pk": item.customer_pk,
@@ -114,7 +120,7 @@ async def create(*, session: AsyncSession, item: NewFollowUp, now: datetime) -> 
     session.add(follow_up)
     await session.flush()
     assert follow_up.id is not None
-    await session.execute(insert(E), [_event(follow_up.id, Action.CREATED, now, item.created_by)])
+    await _core(session, insert(E), [_event(follow_up.id, Action.CREATED, now, item.created_by)])
     await session.commit()
     return follow_up
 
@@ -123,17 +129,20 @@ async def create_many(*, session: AsyncSession, items: Sequence[NewFollowUp], no
     """Bulk creation (imports, benchmarks): one multi-row INSERT for the rows, one for the history."""
     if not items:
         return 0
-    ids = (await session.execute(insert(T).returning(T.c.id), [_row(i, now) for i in items])).scalars().all()
-    await session.execute(
-        insert(E), [_event(fid, Action.CREATED, now, i.created_by) for fid, i in zip(ids, items, strict=True)]
+    ids = (await _core(session, insert(T).returning(T.c.id), [_row(i, now) for i in items])).scalars().all()
+    await _core(
+        session,
+        insert(E),
+        [_event(fid, Action.CREATED, now, i.created_by) for fid, i in zip(ids, items, strict=True)],
     )
     await session.commit()
     return len(ids)
 
 
 async def set_origin(*, session: AsyncSession, follow_up_id: int, chat_id: int, message_id: int) -> None:
-    await session.execute(
-        update(T).where(T.c.id == follow_up_id).values(origin_chat_id=chat_id, origin_message_id=message_id)
+    await _core(
+        session,
+        update(T).where(T.c.id == follow_up_id).values(origin_chat_id=chat_id, origin_message_id=message_id),
     )
     await session.commit()
 
@@ -144,11 +153,12 @@ def _due(now: datetime) -> Any:
 
 async def due_chats(*, session: AsyncSession, now: datetime) -> list[int]:
     """Team chats with something due, the most overdue first."""
-    rows = await session.execute(
+    rows = await _core(
+        session,
         select(T.c.chat_id, func.min(T.c.fire_at).label("first"))
         .where(_due(now))
         .group_by(T.c.chat_id)
-        .order_by("first")
+        .order_by("first"),
     )
     return [chat_id for chat_id, _ in rows.all()]
 
@@ -157,8 +167,8 @@ async def next_fire_at(*, session: AsyncSession) -> datetime | None:
     # One MIN per state: each is a single index seek, where MIN over `state IN (…)` scans.
     firsts = [
         (
-            await session.execute(
-                select(func.min(T.c.fire_at)).where(T.c.state == state, T.c.fire_at.is_not(None))
+            await _core(
+                session, select(func.min(T.c.fire_at)).where(T.c.state == state, T.c.fire_at.is_not(None))
             )
         ).scalar()
         for state in DUE_STATES
@@ -187,11 +197,12 @@ async def claim_next(
     )
     claimed_ids = (
         (
-            await session.execute(
+            await _core(
+                session,
                 update(T)
                 .where(T.c.id.in_(picked), _due(now))
                 .values(state=State.FIRING, claim=token, fire_at=now + lease, attempts=T.c.attempts + 1)
-                .returning(T.c.id)
+                .returning(T.c.id),
             )
         )
         .scalars()
@@ -207,15 +218,19 @@ async def claim_next(
 
 async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
     stmt = (
-        select(FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale, Agent.telegram_language)  # type: ignore[call-overload]
+        orm_select(
+            FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale, Agent.telegram_language
+        )
         .join(Customer, col(Customer.id) == FollowUp.customer_pk)
         .outerjoin(Order, col(Order.id) == FollowUp.order_pk)
         .outerjoin(TeamChat, col(TeamChat.chat_id) == FollowUp.chat_id)
         .outerjoin(Agent, col(Agent.user_id) == FollowUp.owner_id)
         .where(col(FollowUp.id).in_(list(ids)))
         .order_by(FollowUp.fire_at, FollowUp.id)
+        # Rows change under conditional UPDATEs; never hand back a stale copy from the identity map.
+        .execution_options(populate_existing=True)
     )
-    return [Claimed(*row) for row in (await session.execute(stmt)).all()]
+    return [Claimed(*row) for row in (await session.exec(stmt)).all()]
 
 
 async def load(*, session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
@@ -252,15 +267,16 @@ async def record_posted(
             values["fired_at"] = now
             late = lateness(f.remind_at or now, now)
             values["late_seconds"] = int(late.total_seconds()) if late else None
-        result = await session.execute(
-            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values)
+        result = await _core(
+            session,
+            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values),
         )
         if result.rowcount:  # type: ignore[attr-defined]
             events.append(_event(f.id, FIRED_ACTION[f.step], now, detail=f"message {message_id}"))
         else:
             lost.append(f.id)
     if events:
-        await session.execute(insert(E), events)
+        await _core(session, insert(E), events)
     await session.commit()
     return lost
 
@@ -283,14 +299,15 @@ async def record_failed(
             }
         else:
             values |= {"state": State.PENDING, "fire_at": now + retry_delay(f.attempts)}
-        result = await session.execute(
-            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values)
+        result = await _core(
+            session,
+            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values),
         )
         if result.rowcount:  # type: ignore[attr-defined]
             action = Action.UNDELIVERABLE if final else Action.RETRY
             events.append(_event(f.id, action, now, detail=error))
     if events:
-        await session.execute(insert(E), events)
+        await _core(session, insert(E), events)
     await session.commit()
 
 
@@ -305,12 +322,12 @@ async def _act(
     now: datetime,
     detail: str | None = None,
 ) -> ActResult:
-    result = await session.execute(
-        update(T).where(T.c.id == follow_up_id, T.c.state.in_(OPEN_STATES)).values(**values)
+    result = await _core(
+        session, update(T).where(T.c.id == follow_up_id, T.c.state.in_(OPEN_STATES)).values(**values)
     )
     won = bool(result.rowcount)  # type: ignore[attr-defined]
     if won:
-        await session.execute(insert(E), [_event(follow_up_id, action, now, actor_id, actor_name, detail)])
+        await _core(session, insert(E), [_event(follow_up_id, action, now, actor_id, actor_name, detail)])
     await session.commit()
     row = await session.get(FollowUp, follow_up_id, populate_existing=True)
     await session.commit()
@@ -421,7 +438,8 @@ async def resolve_by_event(
         return []
     rows = (
         (
-            await session.execute(
+            await _core(
+                session,
                 update(T)
                 .where(
                     T.c.customer_pk == customer_pk, T.c.scenario.in_(scenarios), T.c.state.in_(OPEN_STATES)
@@ -429,21 +447,22 @@ async def resolve_by_event(
                 .values(
                     state=State.CANCELLED, fire_at=None, claim=None, closed_at=now, close_reason=reason[:32]
                 )
-                .returning(T.c.id)
+                .returning(T.c.id),
             )
         )
         .scalars()
         .all()
     )
     if rows:
-        await session.execute(insert(E), [_event(fid, Action.RESOLVED, now, detail=reason) for fid in rows])
-    found = (await session.execute(select(FollowUp).where(col(FollowUp.id).in_(rows)))).scalars().all()
+        await _core(session, insert(E), [_event(fid, Action.RESOLVED, now, detail=reason) for fid in rows])
+    found = (await session.exec(orm_select(FollowUp).where(col(FollowUp.id).in_(rows)))).all()
     return list(found)
 
 
 async def restocked(*, session: AsyncSession, product: str, scenarios: Sequence[str], now: datetime) -> int:
     """A product is back: every follow-up waiting for it (or for any restock) is due now."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(T)
         .where(
             T.c.scenario.in_(scenarios),
@@ -451,18 +470,18 @@ async def restocked(*, session: AsyncSession, product: str, scenarios: Sequence[
             T.c.fire_at.is_(None),
             or_(T.c.product.is_(None), T.c.product == product),
         )
-        .values(fire_at=now, due_at=now, remind_at=now)
+        .values(fire_at=now, due_at=now, remind_at=now),
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def open_for_customer(*, session: AsyncSession, customer_pk: int) -> list[FollowUp]:
     stmt = (
-        select(FollowUp)
+        orm_select(FollowUp)
         .where(FollowUp.customer_pk == customer_pk, col(FollowUp.state).in_(OPEN_STATES))
         .order_by(FollowUp.due_at)
     )
-    return list((await session.execute(stmt)).scalars().all())
+    return list((await session.exec(stmt)).all())
 
 
 async def open_in_chat(
@@ -476,10 +495,10 @@ async def open_in_chat(
     if owner_id is not None:
         where.append(FollowUp.owner_id == owner_id)
     overdue_expr = func.sum(case((col(FollowUp.due_at) <= now, 1), else_=0))
-    total, overdue = (await session.execute(select(func.count(), overdue_expr).where(*where))).one()
+    total, overdue = (await _core(session, select(func.count(), overdue_expr).where(*where))).one()
     due_order = (col(FollowUp.due_at).is_(None), col(FollowUp.due_at))
     ids = (
-        await session.execute(select(FollowUp.id).where(*where).order_by(*due_order).limit(limit))
+        await _core(session, select(FollowUp.id).where(*where).order_by(*due_order).limit(limit))
     ).scalars()
     rows = await _load(session, list(ids))
     rows.sort(key=lambda c: (c.follow_up.due_at is None, c.follow_up.due_at))
@@ -490,20 +509,22 @@ async def open_in_chat(
 async def open_by_owner(*, session: AsyncSession, chat_id: int) -> dict[int, list[FollowUp]]:
     """Each agent's open follow-ups in a chat, for the start-of-shift summary."""
     stmt = (
-        select(FollowUp)
+        orm_select(FollowUp)
         .where(FollowUp.chat_id == chat_id, col(FollowUp.state).in_(OPEN_STATES))
         .order_by(FollowUp.owner_id, FollowUp.due_at)
     )
     grouped: dict[int, list[FollowUp]] = {}
-    for row in (await session.execute(stmt)).scalars().all():
+    for row in (await session.exec(stmt)).all():
         grouped.setdefault(row.owner_id, []).append(row)
     await session.commit()
     return grouped
 
 
 async def history(*, session: AsyncSession, follow_up_id: int) -> list[FollowUpEvent]:
-    stmt = select(FollowUpEvent).where(FollowUpEvent.follow_up_id == follow_up_id).order_by(FollowUpEvent.id)
-    return list((await session.execute(stmt)).scalars().all())
+    stmt = (
+        orm_select(FollowUpEvent).where(FollowUpEvent.follow_up_id == follow_up_id).order_by(FollowUpEvent.id)
+    )
+    return list((await session.exec(stmt)).all())
 
 
 def is_closed(row: FollowUp) -> bool:
