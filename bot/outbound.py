@@ -29,6 +29,10 @@ SEND_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "copyMessage", "forwardMessage"}
 )
 PRUNE_EVERY = 10_000
+# Telegram counts a message when it arrives, we when we send it: network jitter can bring two
+# sends closer together on arrival than they left. A little slack on each limit absorbs it.
+CHAT_SLACK_SECONDS = 0.05
+GROUP_SLACK_SECONDS = 0.5
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
 # A longer wait than this is not waited out inside one update: the error goes up and is reported.
 MAX_RETRY_AFTER = 120
@@ -44,7 +48,7 @@ class SendPacer:
         global_per_second: int = 30,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._chat_interval = 1.0 / per_chat_per_second
+        self._chat_interval = 1.0 / per_chat_per_second + CHAT_SLACK_SECONDS
         self._chat_tolerance = (chat_burst - 1) * self._chat_interval
         self._global_interval = 1.0 / global_per_second
         self._group_limit = per_group_per_minute
@@ -71,7 +75,7 @@ class SendPacer:
             while window and window[0] <= now - 60.0:
                 window.popleft()
             if len(window) >= self._group_limit:
-                at = max(at, window[-self._group_limit] + 60.0)
+                at = max(at, window[-self._group_limit] + 60.0 + GROUP_SLACK_SECONDS)
             window.append(at)
         self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
         return at - now
@@ -84,7 +88,7 @@ class SendPacer:
         if window:
             recent = [t for t in window if t > now - 60.0]
             if len(recent) >= self._group_limit:
-                at = max(at, recent[-self._group_limit] + 60.0)
+                at = max(at, recent[-self._group_limit] + 60.0 + GROUP_SLACK_SECONDS)
         return max(0.0, at - now)
 
     def _prune(self, now: float) -> None:

@@ -21,7 +21,8 @@ def test_private_chat_allows_a_short_burst_then_one_per_second() -> None:
     pacer = SendPacer(per_chat_per_second=1, chat_burst=3, global_per_second=1000, clock=clock)
     times = [t - clock.now for t in schedule(pacer, clock, 42, 6)]
     assert max(times[:3]) < 0.01  # the burst goes at once (spaced only by the global pace)
-    assert [round(t, 2) for t in times[3:]] == [1.0, 2.0, 3.0]
+    # Then one a second, a hair slower (slack for network jitter), never faster.
+    assert all(k <= t <= k * 1.1 for k, t in zip((1, 2, 3), times[3:], strict=True)), times
 
 
 def test_group_never_gets_more_than_twenty_a_minute() -> None:
