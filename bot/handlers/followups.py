@@ -365,8 +365,8 @@ async def act_on_follow_up(
             actor_name=user.full_name,
             now=now,
         )
-        if result.ok:
-            followup_engine.wake_at(remind)
+    if result.ok and result.follow_up is not None and result.follow_up.fire_at is not None:
+        followup_engine.wake_at(result.follow_up.fire_at)
     table = await scenario_book.current(session)
     ctx = _ctx(clock, cards, table)
     if result.follow_up is None:
