@@ -73,7 +73,7 @@ def test_snooze_reassign_and_cancel_each_edit_the_reminder(
     taken = colleague.click_and_wait_edit(again, "🙋")
     assert "小李" in taken["text"] and buttons(taken)  # still open, now the colleague's
     lead = ChatUser(emulator, team_group, LEAD)
-    cancelled = lead.click_and_wait_edit(taken, "Cancel")
+    cancelled = lead.click_and_wait_edit(taken, "✖️")  # shown in 小李's language since the last press
     assert "✖️ Cancelled by Lin Lead" in cancelled["text"] and not buttons(cancelled)
 
 
@@ -87,7 +87,7 @@ def test_the_second_of_two_presses_is_told_who_acted_first(
     # Both press on the reminder as it was posted: one Done, one Cancel.
     agent.click(reminder, "Done")
     late = ChatUser(emulator, team_group, AGENT_ZH).click(reminder, "Cancel")
-    assert late["show_alert"] and "Done by Wang" in late["text"], late
+    assert late["show_alert"] and "✅ Wang 于" in late["text"] and "完成" in late["text"], late  # 小李 reads zh
 
 
 def test_unanswered_reminder_is_reposted_then_escalated_to_the_lead(
