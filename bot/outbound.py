@@ -31,8 +31,9 @@ SEND_METHODS = frozenset(
 PRUNE_EVERY = 10_000
 # Telegram counts a message when it arrives, we when we send it: network jitter can bring two
 # sends closer together on arrival than they left. A little slack on each limit absorbs it.
-CHAT_SLACK_SECONDS = 0.05
+CHAT_SLACK_SECONDS = 0.1
 GROUP_SLACK_SECONDS = 0.5
+GLOBAL_SLACK_SECONDS = 0.1  # per second's worth of sends
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
 # A longer wait than this is not waited out inside one update: the error goes up and is reported.
 MAX_RETRY_AFTER = 120
@@ -50,7 +51,7 @@ class SendPacer:
     ) -> None:
         self._chat_interval = 1.0 / per_chat_per_second + CHAT_SLACK_SECONDS
         self._chat_tolerance = (chat_burst - 1) * self._chat_interval
-        self._global_interval = 1.0 / global_per_second
+        self._global_interval = (1.0 + GLOBAL_SLACK_SECONDS) / global_per_second
         self._group_limit = per_group_per_minute
         self._clock = clock
         self._chat_tat: dict[int | str, float] = defaultdict(float)

@@ -22,7 +22,7 @@ def test_private_chat_allows_a_short_burst_then_one_per_second() -> None:
     times = [t - clock.now for t in schedule(pacer, clock, 42, 6)]
     assert max(times[:3]) < 0.01  # the burst goes at once (spaced only by the global pace)
     # Then one a second, a hair slower (slack for network jitter), never faster.
-    assert all(k <= t <= k * 1.1 for k, t in zip((1, 2, 3), times[3:], strict=True)), times
+    assert all(k <= t <= k * 1.15 for k, t in zip((1, 2, 3), times[3:], strict=True)), times
 
 
 def test_group_never_gets_more_than_twenty_a_minute() -> None:
@@ -48,7 +48,7 @@ def test_whole_bot_stays_under_thirty_a_second_across_chats() -> None:
             clock.now += wait
     for start in sent:
         assert sum(1 for t in sent if start <= t < start + 0.999) <= 30
-    assert sent[-1] - sent[0] < 3.01
+    assert sent[-1] - sent[0] < 3.4  # 90 sends in about three seconds, a little slower for slack
 
 
 def test_edits_do_not_use_up_the_groups_minute_budget() -> None:
