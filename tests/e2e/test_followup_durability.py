@@ -10,7 +10,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -169,10 +171,16 @@ def test_failed_sends_are_retried_with_backoff_and_not_lost(
     assert buttons(third)
 
 
-def test_two_processes_on_one_postgresql_database_post_each_reminder_once(
-    emulator: Emulator, tmp_path: Path, own_bots: list[OwnBot], pg_url: str
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_two_processes_on_one_database_post_each_reminder_once(
+    emulator: Emulator, tmp_path: Path, own_bots: list[OwnBot], database: str, request: pytest.FixtureRequest
 ) -> None:
-    env = prepare(pg_url, emulator, tmp_path, REMINDER_GRACE_MINUTES="600")
+    url = (
+        request.getfixturevalue("pg_url")
+        if database == "postgres"
+        else f"sqlite+aiosqlite:///{tmp_path}/two.db"
+    )
+    env = prepare(url, emulator, tmp_path, REMINDER_GRACE_MINUTES="600")
     first = OwnBot(env, tmp_path / "first.log")
     own_bots.append(first)
     first.start()
@@ -197,3 +205,30 @@ def test_two_processes_on_one_postgresql_database_post_each_reminder_once(
     time.sleep(1.5)  # anything claimed twice would have been posted by now
     for chat_id, _ in groups:
         assert sorted(first_reminders(emulator, chat_id)) == expected
+
+
+def test_a_follow_up_due_outside_working_hours_is_reminded_when_the_shift_starts(
+    emulator: Emulator, tmp_path: Path, own_bots: list[OwnBot]
+) -> None:
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start = (local.hour + 2) % 24  # a one-hour shift that begins in one to two hours
+    env = prepare(
+        f"sqlite+aiosqlite:///{tmp_path / 'hours.db'}", emulator, tmp_path,
+        WORKING_HOURS=f"{start:02d}:00-{start + 1:02d}:00", REMINDER_GRACE_MINUTES="600",
+    )  # fmt: skip
+    bot = OwnBot(env, tmp_path / "bot.log")
+    own_bots.append(bot)
+    bot.start()
+    _chat_id, agent = team_group(emulator, env["TELEGRAM_BOT_TOKEN"])
+    (confirmation,) = agent.send("/follow C001 no_reply 5")
+    assert "outside working hours" in confirmation["text"]
+    assert f"Reminder: {start:02d}:00" in confirmation["text"] or f"{start:02d}:00." in confirmation["text"]
+    after = agent.last_id()
+    advance(env, 30)  # past the due time, still before the shift
+    assert agent.quiet_for(after) == []
+    shift = local.replace(hour=start, minute=0, second=0, microsecond=0)
+    shift += timedelta(days=1) if shift <= local else timedelta(0)
+    advance(env, (shift - local).total_seconds() / 60 - 30 + 0.25)  # just past the shift's start
+    (reminder,) = agent.wait_new(after)
+    assert "Carried over" in reminder["text"] and "outside working hours" in reminder["text"]
+    assert "Late by" not in reminder["text"]  # carried over is not late
