@@ -60,13 +60,17 @@ class SendPacer:
         self._sends_since_prune = 0
 
     def reserve(self, chat_id: int | str | None, *, counts_for_group: bool = True) -> float:
-        """Book the earliest moment this chat may get its next message; returns seconds to wait.
+        """Seconds to wait for the slot `book` books."""
+        return self.book(chat_id, counts_for_group=counts_for_group) - self._clock()
+
+    def book(self, chat_id: int | str | None, *, counts_for_group: bool = True) -> float:
+        """Book the earliest moment this chat may get its next message (on the pacer's clock).
 
         Bookings are per chat, so a chat told to wait (a 429, a full group minute) holds up only itself.
         """
         now = self._clock()
         if chat_id is None:
-            return 0.0
+            return now
         self._sends_since_prune += 1
         if self._sends_since_prune >= PRUNE_EVERY:
             self._prune(now)
@@ -79,7 +83,23 @@ class SendPacer:
                 at = max(at, window[-self._group_limit] + 60.0 + GROUP_SLACK_SECONDS)
             window.append(at)
         self._chat_tat[chat_id] = max(self._chat_tat[chat_id], at) + self._chat_interval
-        return at - now
+        return at
+
+    def settle(self, chat_id: int | str | None, booked: float, *, counts_for_group: bool = True) -> None:
+        """The message goes out now, later than booked (it waited for the bot-wide pace): move its
+        booking to the real moment, since Telegram counts the real one."""
+        if chat_id is None:
+            return
+        now = self._clock()
+        if now <= booked:
+            return
+        self._chat_tat[chat_id] = max(self._chat_tat[chat_id], now + self._chat_interval)
+        window = self._group_sends.get(chat_id) if counts_for_group else None
+        if window and booked in window:
+            window.remove(booked)
+            window.append(now)
+            if len(window) > 1 and window[-2] > now:
+                self._group_sends[chat_id] = deque(sorted(window))
 
     def ready_in(self, chat_id: int | str) -> float:
         """Seconds until this chat could take a new message, without booking it (0: now)."""
@@ -101,6 +121,9 @@ class SendPacer:
             c for c, window in self._group_sends.items() if not window or window[-1] < now - 60.0
         ]:
             del self._group_sends[chat_id]
+
+    def now(self) -> float:
+        return self._clock()
 
     def global_wait(self) -> float:
         """The bot-wide pace, taken at the moment of sending: 0 means go (and the slot is used)."""
@@ -160,10 +183,13 @@ class PacedRequests(BaseRequestMiddleware):
         attempt = 0
         while True:
             if paced:
-                wait = self.pacer.reserve(chat_id, counts_for_group=name in SEND_METHODS)
+                counts = name in SEND_METHODS
+                booked = self.pacer.book(chat_id, counts_for_group=counts)
+                wait = booked - self.pacer.now()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._global_turn()
+                self.pacer.settle(chat_id, booked, counts_for_group=counts)
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:

@@ -68,3 +68,20 @@ def test_a_429_pushes_that_chat_back() -> None:
     pacer.back_off(7, 5)
     assert pacer.reserve(7) >= 5
     assert pacer.reserve(8) == 0  # other chats are not held up
+
+
+def test_a_send_held_up_by_the_bot_wide_pace_counts_when_it_really_goes() -> None:
+    clock = Clock()
+    pacer = SendPacer(
+        per_chat_per_second=100, chat_burst=100, per_group_per_minute=20, global_per_second=1000, clock=clock
+    )
+    start = clock.now
+    for n in range(20):  # all booked at once, but the bot-wide pace lets them out over 10 seconds
+        booked = pacer.book(-7)
+        clock.now = start + n * 0.5
+        pacer.settle(-7, booked)
+    clock.now = start + 10
+    # Telegram saw them at +0, +0.5 … +9.5 s, so the 21st may go at +60 s (plus slack) but the 22nd
+    # only a minute after the second real send, not after its earlier booking.
+    assert pacer.book(-7) >= start + 60
+    assert pacer.book(-7) >= start + 60.5 + 0.5
