@@ -67,7 +67,7 @@ async def show_scenarios(
     await replace_markup(query, scenarios_keyboard(callback_data.customer, rows, unpaid))
 
 
-async def _team_chat_for(chat_id: int, chat_type: str, agent: Agent | None) -> int | None:
+def _team_chat_for(chat_id: int, chat_type: str, agent: Agent | None) -> int | None:
     """Reminders go to the team group: this one, or from a private chat the agent's group."""
     if chat_type != "private":
         return chat_id
@@ -163,7 +163,7 @@ async def start_from_card(
     if customer is None or not isinstance(message, Message):
         await query.answer(_("This customer no longer exists."), show_alert=True)
         return
-    team_chat_id = await _team_chat_for(message.chat.id, message.chat.type, agent)
+    team_chat_id = _team_chat_for(message.chat.id, message.chat.type, agent)
     if team_chat_id is None:
         await query.answer(
             _("Use this in the team group first, so I know where to remind you."), show_alert=True
@@ -255,7 +255,7 @@ async def follow_command(
             text + "\n" + _("Use a phone, order no. or customer id, or start it from the card.")
         )
         return
-    team_chat_id = await _team_chat_for(message.chat.id, message.chat.type, agent)
+    team_chat_id = _team_chat_for(message.chat.id, message.chat.type, agent)
     if team_chat_id is None or message.from_user is None:
         await message.answer(_("Use this in the team group first, so I know where to remind you."))
         return
