@@ -642,10 +642,10 @@ def _replenishment(
     planned = []
     for p in latest.values():
         day = replenishment_day(p, table, zone)
-        runs_out = day + timedelta(days=rule.params["lead_days"]) if day else None
-        # Any day from the contact day until it runs out: a missed daily run still catches it;
-        # the key (per purchase) keeps it to one message.
-        if day is None or runs_out is None or not day <= today < max(runs_out, day + timedelta(days=1)):
+        # Any day from the contact day until it runs out (at least the day itself): a missed daily
+        # run still catches it; the key (per purchase) keeps it to one message.
+        window = timedelta(days=max(rule.params["lead_days"], 1))
+        if day is None or not day <= today < day + window:
             continue
         customer = customers.get(p.customer_id)
         segments = _segments(table, None, customer, customer.purchases if customer else 1)

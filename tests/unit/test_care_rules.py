@@ -631,3 +631,13 @@ def test_disabled_daily_rules_plan_nothing() -> None:
         purchases=[PurchaseFacts("C1", "O1", "猫粮", 2, T0, cycle_days=30)],
     )
     assert found == []
+
+
+def test_replenishment_with_no_lead_is_planned_on_its_day_only() -> None:
+    t = table(replenishment={"lead_days": 0})
+    purchase = PurchaseFacts("C1", "O1", "猫粮 2kg", 1, T0, cycle_days=30)
+    assert [bool(daily(T0 + timedelta(days=d), t, SHANGHAI, purchases=[purchase])) for d in (29, 30, 31)] == [
+        False,
+        True,
+        False,
+    ]
