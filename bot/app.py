@@ -51,7 +51,7 @@ def build_pacer(settings: Settings) -> SendPacer:
     )
 
 
-def build_bot(settings: Settings, pacer: SendPacer | None = None) -> Bot:
+def build_bot(settings: Settings) -> Bot:
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
@@ -60,7 +60,7 @@ def build_bot(settings: Settings, pacer: SendPacer | None = None) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
-    install_pacing(bot, pacer or build_pacer(settings), max_retries=settings.send_max_retries)
+    install_pacing(bot, build_pacer(settings), max_retries=settings.send_max_retries)
     return bot
 
 
@@ -134,13 +134,12 @@ async def build_app(settings: Settings) -> App:
         has_cuts = await load_shop_cuts(session) is not None
     if not has_cuts:
         await recompute_cuts(engine, cards)
-    pacer = build_pacer(settings)
-    bot = build_bot(settings, pacer)
+    bot = build_bot(settings)
     clock = Clock(settings.sandbox_clock_file)
     scheduler = AsyncIOScheduler(timezone=settings.zone)
     followups = FollowUpEngine(
         sessions=sessions,
-        sender=TelegramSender(bot, pacer),
+        sender=TelegramSender(bot),
         clock=clock,
         settings=settings,
         i18n=i18n,

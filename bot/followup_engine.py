@@ -2,9 +2,10 @@
 
 Rows are the truth (storage/followups.py); APScheduler only wakes the process: once at the
 next due time and on a short sweep that catches other processes' timers and lapsed claims.
-Per chat, one reminder is in flight at a time and a new one is claimed only when Telegram's
-limits let that chat take a message, so whatever piles up for one agent meanwhile goes out as
-one digest instead of a queue of messages.
+A pass claims everything due in one statement, except in chats still busy sending: a chat gets
+one message per agent (a digest when several are due for them) and, while Telegram's limits hold
+those back, whatever falls due there waits and joins the next digest instead of queueing up as
+separate messages.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.i18n import locale_from_telegram
 from bot.keyboards import list_keyboard, reminder_keyboard
-from bot.outbound import SendPacer
 from bot.scenario_book import ScenarioBook
 from bot.views.card import display_name
 from bot.views.followups import (
@@ -48,8 +48,6 @@ WAKE_JOB, SWEEP_JOB = "follow_ups_wake", "follow_ups_sweep"
 
 
 class ReminderSender(Protocol):
-    def ready_in(self, chat_id: int) -> float: ...
-
     async def post(
         self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, items: Sequence[Claimed]
     ) -> int: ...
@@ -60,13 +58,10 @@ class ReminderSender(Protocol):
 
 
 class TelegramSender:
-    """Posts through the bot (paced and retried by bot.outbound); asks the pacer when a chat is free."""
+    """Posts through the bot, which paces and retries every call (bot.outbound)."""
 
-    def __init__(self, bot: Bot, pacer: SendPacer) -> None:
-        self.bot, self.pacer = bot, pacer
-
-    def ready_in(self, chat_id: int) -> float:
-        return self.pacer.ready_in(chat_id)
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
 
     async def post(
         self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, items: Sequence[Claimed]
@@ -154,50 +149,40 @@ class FollowUpEngine:
             return
         self._running = True
         try:
-            wait = await self._pass()
+            self._again = await self._pass()
             while self._again:
                 self._again = False
-                wait = await self._pass()
+                self._again = await self._pass()
             async with self.sessions() as session:
                 upcoming = await followups.next_fire_at(session=session)
             now = self.clock.now()
-            candidates = [now + timedelta(seconds=wait)] if wait else []
             if upcoming is not None and upcoming > now:
-                candidates.append(upcoming)
-            elif upcoming is not None and not self._inflight and not wait:
+                self.wake_at(upcoming)
+            elif upcoming is not None and not self._inflight:
                 # Due but not ours to take right now (another process holds it): look again shortly.
-                candidates.append(now + timedelta(seconds=1))
+                self.wake_at(now + timedelta(seconds=1))
             # Chats with a reminder in flight are looked at again when it lands (kick()).
-            if candidates:
-                self.wake_at(max(min(candidates), now))
         except Exception:  # the sweep comes back in a few seconds; nothing is lost meanwhile
             log.exception("follow-up pass failed")
         finally:
             self._running = False
 
-    async def _pass(self) -> float:
-        """Claim one reminder per free chat; returns how long until a busy chat is free (0: none)."""
+    async def _pass(self) -> bool:
+        """Claim what is due in every chat not busy sending; returns whether there may be more."""
         now = self.clock.now()
+        token = uuid.uuid4().hex
         async with self.sessions() as session:
             await self.book.current(session)
-            chats = await followups.due_chats(session=session, now=now)
-        soonest = 0.0
-        for chat_id in chats:
-            if chat_id in self._inflight:
-                continue
-            wait = self.sender.ready_in(chat_id)
-            if wait > 0:
-                soonest = wait if not soonest else min(soonest, wait)
-                continue
-            token = uuid.uuid4().hex
-            async with self.sessions() as session:
-                claimed = await followups.claim_next(
-                    session=session, chat_id=chat_id, now=now, lease=self.lease, token=token
-                )
-            if claimed:
-                task = asyncio.get_running_loop().create_task(self._deliver(chat_id, claimed, token, now))
-                self._inflight[chat_id] = task
-        return soonest
+            claimed = await followups.claim_due(
+                session=session, now=now, lease=self.lease, token=token, busy_chats=list(self._inflight)
+            )
+        by_chat: dict[int, list[Claimed]] = {}
+        for item in claimed:
+            by_chat.setdefault(item.follow_up.chat_id, []).append(item)
+        for chat_id, items in by_chat.items():
+            task = asyncio.get_running_loop().create_task(self._deliver_chat(chat_id, items, token, now))
+            self._inflight[chat_id] = task
+        return len(claimed) >= followups.CLAIM_BATCH
 
     # Delivering -----------------------------------------------------------------------------------
     def locale_of(self, item: Claimed) -> str:
@@ -222,6 +207,24 @@ class FollowUpEngine:
             return render_reminder(claimed[0], ctx, late=late.get(f.id)), reminder_keyboard(f.id)
         rows = [(n, c.follow_up.id or 0, display_name(c.customer)) for n, c in enumerate(claimed, 1)]
         return render_digest(claimed, ctx, late=late), list_keyboard(rows)
+
+    async def _deliver_chat(
+        self, chat_id: int, items: list[Claimed], token: str, claimed_at: datetime
+    ) -> None:
+        """One message per agent (a digest when several are due for them), one after the other: the
+        chat counts as busy meanwhile, so what falls due there now waits and joins the next digest."""
+        try:
+            by_owner: dict[int, list[Claimed]] = {}
+            for item in items:
+                by_owner.setdefault(item.follow_up.owner_id, []).append(item)
+            for group in by_owner.values():
+                for start in range(0, len(group), followups.DIGEST_MAX):
+                    await self._deliver(
+                        chat_id, group[start : start + followups.DIGEST_MAX], token, claimed_at
+                    )
+        finally:
+            self._inflight.pop(chat_id, None)
+            self.kick()
 
     async def _deliver(self, chat_id: int, claimed: list[Claimed], token: str, claimed_at: datetime) -> None:
         rows = [c.follow_up for c in claimed]
@@ -259,9 +262,6 @@ class FollowUpEngine:
                 await self.refresh_message(
                     chat_id, message_id, [r.id for r in rows if r.id is not None], locale
                 )
-        finally:
-            self._inflight.pop(chat_id, None)
-            self.kick()
 
     async def refresh_message(self, chat_id: int, message_id: int, ids: list[int], locale: str) -> None:
         async with self.sessions() as session:

@@ -101,17 +101,6 @@ class SendPacer:
             if len(window) > 1 and window[-2] > now:
                 self._group_sends[chat_id] = deque(sorted(window))
 
-    def ready_in(self, chat_id: int | str) -> float:
-        """Seconds until this chat could take a new message, without booking it (0: now)."""
-        now = self._clock()
-        at = max(now, self._chat_tat.get(chat_id, 0.0) - self._chat_tolerance)
-        window = self._group_sends.get(chat_id) if _is_group(chat_id) else None
-        if window:
-            recent = [t for t in window if t > now - 60.0]
-            if len(recent) >= self._group_limit:
-                at = max(at, recent[-self._group_limit] + 60.0 + GROUP_SLACK_SECONDS)
-        return max(0.0, at - now)
-
     def _prune(self, now: float) -> None:
         """Forget chats whose bookings are all in the past: the maps stay as small as the active set."""
         self._sends_since_prune = 0

@@ -7,12 +7,12 @@ only rows still open. Each function is one unit of work and commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,6 +34,7 @@ T = FollowUp.__table__  # type: ignore[attr-defined]
 E = FollowUpEvent.__table__  # type: ignore[attr-defined]
 DUE_STATES = (State.PENDING, State.FIRING)  # firing and due again: a claim that lapsed (a crash)
 DIGEST_MAX = 15  # lines in one digest message: well inside Telegram's 4096 characters
+CLAIM_BATCH = 500  # rows one claim takes at most: one statement, however many chats they are in
 
 
 @dataclass(slots=True)
@@ -151,18 +152,6 @@ def _due(now: datetime) -> Any:
     return and_(T.c.state.in_(DUE_STATES), T.c.fire_at <= now)
 
 
-async def due_chats(*, session: AsyncSession, now: datetime) -> list[int]:
-    """Team chats with something due, the most overdue first."""
-    rows = await _core(
-        session,
-        select(T.c.chat_id, func.min(T.c.fire_at).label("first"))
-        .where(_due(now))
-        .group_by(T.c.chat_id)
-        .order_by("first"),
-    )
-    return [chat_id for chat_id, _ in rows.all()]
-
-
 async def next_fire_at(*, session: AsyncSession) -> datetime | None:
     # One MIN per state: each is a single index seek, where MIN over `state IN (…)` scans.
     firsts = [
@@ -176,25 +165,27 @@ async def next_fire_at(*, session: AsyncSession) -> datetime | None:
     return min((f for f in firsts if f is not None), default=None)
 
 
-async def claim_next(
-    *, session: AsyncSession, chat_id: int, now: datetime, lease: timedelta, token: str
+async def claim_due(
+    *,
+    session: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    token: str,
+    busy_chats: Collection[int] = (),
+    limit: int = CLAIM_BATCH,
 ) -> list[Claimed]:
-    """Claim everything due for the most overdue agent in one chat (a digest when several).
+    """Claim what is due, most overdue first, except in chats still busy with an earlier reminder
+    (what waits there is claimed later, together, and goes out as a digest).
 
     One UPDATE takes the rows only if they are still due, so exactly one process gets each; on
     PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED so a second process moves on at once.
     The claim lapses after `lease`, which brings back what a crashed process had taken.
     """
-    first_owner = (
-        select(T.c.owner_id).where(_due(now), T.c.chat_id == chat_id).order_by(T.c.fire_at).limit(1)
-    ).scalar_subquery()
     picked = (
-        select(T.c.id)
-        .where(_due(now), T.c.chat_id == chat_id, T.c.owner_id == first_owner)
-        .order_by(T.c.fire_at)
-        .limit(DIGEST_MAX)
-        .with_for_update(skip_locked=True)
+        select(T.c.id).where(_due(now)).order_by(T.c.fire_at).limit(limit).with_for_update(skip_locked=True)
     )
+    if busy_chats:
+        picked = picked.where(T.c.chat_id.not_in(list(busy_chats)))
     claimed_ids = (
         (
             await _core(
@@ -239,6 +230,22 @@ async def load(*, session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
     return rows
 
 
+_POSTED = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.claim == bindparam("b_claim"), T.c.state == State.FIRING)
+    .values(
+        claim=None,
+        attempts=0,
+        message_id=bindparam("b_message"),
+        state=bindparam("b_state"),
+        step=bindparam("b_step"),
+        fire_at=bindparam("b_fire_at"),
+        fired_at=bindparam("b_fired_at"),
+        late_seconds=bindparam("b_late"),
+    )
+)
+
+
 async def record_posted(
     *,
     session: AsyncSession,
@@ -250,35 +257,38 @@ async def record_posted(
 ) -> list[int]:
     """The reminder is in the chat: schedule the next step. Returns ids no longer ours (closed by
     someone while we were sending), whose message the caller re-renders."""
-    lost: list[int] = []
-    events = []
+    params = []
     for f in claimed:
-        assert f.id is not None
         step_after = next_step(f.step)
-        values: dict[str, Any] = {
-            "claim": None,
-            "message_id": message_id,
-            "attempts": 0,
-            "state": State.PENDING if step_after else State.WAITING,
-            "step": step_after or f.step,
-            "fire_at": now + grace if step_after else None,
-        }
-        if f.step == Step.REMIND:
-            values["fired_at"] = now
-            late = lateness(f.remind_at or now, now)
-            values["late_seconds"] = int(late.total_seconds()) if late else None
-        result = await _core(
-            session,
-            update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values),
+        late = lateness(f.remind_at or now, now) if f.step == Step.REMIND else None
+        params.append(
+            {
+                "b_id": f.id,
+                "b_claim": token,
+                "b_message": message_id,
+                "b_state": State.PENDING if step_after else State.WAITING,
+                "b_step": step_after or f.step,
+                "b_fire_at": now + grace if step_after else None,
+                "b_fired_at": now if f.step == Step.REMIND else f.fired_at,
+                "b_late": int(late.total_seconds())
+                if late
+                else (None if f.step == Step.REMIND else f.late_seconds),
+            }
         )
-        if result.rowcount:  # type: ignore[attr-defined]
-            events.append(_event(f.id, FIRED_ACTION[f.step], now, detail=f"message {message_id}"))
-        else:
-            lost.append(f.id)
+    await _core(session, _POSTED, params)
+    ids = [f.id for f in claimed]
+    ours = set(
+        (await _core(session, select(T.c.id).where(T.c.id.in_(ids), T.c.message_id == message_id))).scalars()
+    )
+    events = [
+        _event(f.id, FIRED_ACTION[f.step], now, detail=f"message {message_id}")
+        for f in claimed
+        if f.id is not None and f.id in ours
+    ]
     if events:
         await _core(session, insert(E), events)
     await session.commit()
-    return lost
+    return [fid for fid in ids if fid is not None and fid not in ours]
 
 
 async def record_failed(

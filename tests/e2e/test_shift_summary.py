@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.app import build_bot, build_pacer
+from bot.app import build_bot
 from bot.clock import Clock
 from bot.config import Settings
 from bot.followup_engine import FollowUpEngine, TelegramSender
@@ -49,10 +49,9 @@ async def test_each_group_gets_one_summary_of_every_agents_open_follow_ups(
     settings = Settings(
         telegram_bot_token=TOKEN, telegram_api_base=emulator.base_url, database_url=url, default_locale="en"
     )  # type: ignore[call-arg]
-    pacer = build_pacer(settings)
-    bot = build_bot(settings, pacer)
+    bot = build_bot(settings)
     job = FollowUpEngine(
-        sessions=make_sessionmaker(engine), sender=TelegramSender(bot, pacer), clock=Clock(),
+        sessions=make_sessionmaker(engine), sender=TelegramSender(bot), clock=Clock(),
         settings=settings, i18n=build_i18n("en"), book=ScenarioBook(load_table(Path("config"))),
         scheduler=AsyncIOScheduler(),
     )  # fmt: skip

@@ -57,17 +57,12 @@ async def test_each_due_follow_up_is_claimed_by_exactly_one_of_several_claimers(
 
     async def claimer(own: AsyncEngine, token: str) -> None:
         sessions = make_sessionmaker(own)
-        while True:
+        while True:  # small batches, so the four claimers really interleave
             async with sessions() as session:
-                chats = await followups.due_chats(session=session, now=NOW)
-            if not chats:
+                got = await followups.claim_due(session=session, now=NOW, lease=LEASE, token=token, limit=7)
+            if not got:
                 return
-            for chat in chats:
-                async with sessions() as session:
-                    got = await followups.claim_next(
-                        session=session, chat_id=chat, now=NOW, lease=LEASE, token=token
-                    )
-                claimed.extend(c.follow_up.id for c in got if c.follow_up.id is not None)
+            claimed.extend(c.follow_up.id for c in got if c.follow_up.id is not None)
 
     try:
         await asyncio.gather(*(claimer(e, f"t{n}") for n, e in enumerate(engines)))
@@ -83,15 +78,11 @@ async def test_a_claim_lapses_after_its_lease_so_a_crash_loses_nothing(engine: A
     async with sessions() as session:
         await followups.create(session=session, item=new(), now=NOW)
     async with sessions() as session:
-        (first,) = await followups.claim_next(
-            session=session, chat_id=-100, now=NOW, lease=LEASE, token="dead"
-        )
+        (first,) = await followups.claim_due(session=session, now=NOW, lease=LEASE, token="dead")
     async with sessions() as session:
-        assert await followups.claim_next(session=session, chat_id=-100, now=NOW + LEASE / 2, lease=LEASE,
+        assert await followups.claim_due(session=session, now=NOW + LEASE / 2, lease=LEASE,
                                           token="other") == []  # fmt: skip
-        (again,) = await followups.claim_next(
-            session=session, chat_id=-100, now=NOW + LEASE, lease=LEASE, token="alive"
-        )
+        (again,) = await followups.claim_due(session=session, now=NOW + LEASE, lease=LEASE, token="alive")
     assert again.follow_up.id == first.follow_up.id
     async with sessions() as session:  # the crashed process's late report changes nothing
         lost = await followups.record_posted(
@@ -109,9 +100,7 @@ async def test_posting_schedules_repost_then_escalation_then_waits(engine: Async
     for step, expected_state in ((Step.REMIND, State.PENDING), (Step.REPOST, State.PENDING),
                                  (Step.ESCALATE, State.WAITING)):  # fmt: skip
         async with sessions() as session:
-            (item,) = await followups.claim_next(
-                session=session, chat_id=-100, now=at, lease=LEASE, token=step
-            )
+            (item,) = await followups.claim_due(session=session, now=at, lease=LEASE, token=step)
             assert item.follow_up.step == step and item.lead_id == 1
             await followups.record_posted(
                 session=session, claimed=[item.follow_up], token=step, message_id=10, now=at, grace=LEASE
@@ -282,7 +271,7 @@ async def test_a_restock_makes_waiting_out_of_stock_follow_ups_due(engine: Async
         item = new(2, scenario="out_of_stock")
         item.due_at = item.fire_at = None
         waiting = await followups.create(session=session, item=item, now=NOW)
-        assert await followups.due_chats(session=session, now=NOW + timedelta(days=30)) == []
+        assert await followups.next_fire_at(session=session) is None  # nothing to wake up for
     async with sessions() as session:
         applied = await apply_events(
             session=session, events=_events(_event("r1", "product.restocked", product="纸尿裤")),
@@ -290,9 +279,7 @@ async def test_a_restock_makes_waiting_out_of_stock_follow_ups_due(engine: Async
         )  # fmt: skip
     assert applied.restocked == 1
     async with sessions() as session:
-        (claimed,) = await followups.claim_next(
-            session=session, chat_id=-100, now=NOW, lease=LEASE, token="t"
-        )
+        (claimed,) = await followups.claim_due(session=session, now=NOW, lease=LEASE, token="t")
     assert claimed.follow_up.id == waiting.id
 
 
