@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
@@ -23,6 +23,7 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
@@ -41,9 +42,11 @@ from bot.views.followups import (
 from crm.followups import Step, lateness
 from crm.working_hours import WorkingHours
 from storage import followups
+from storage.db import ThreadedWrites
 from storage.followups import Claimed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 WAKE_JOB, SWEEP_JOB = "follow_ups_wake", "follow_ups_sweep"
 
 
@@ -108,6 +111,9 @@ class FollowUpEngine:
         self._again = False
         self._wake_at: datetime | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # SQLite: each claim or record is one call in one writer thread (storage.db.ThreadedWrites),
+        # not a dozen hops through aiosqlite, and never two writers polling for SQLite's one lock.
+        self._writes = ThreadedWrites(settings.database_url) if settings.is_sqlite else None
 
     # Waking up ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,39 +149,51 @@ class FollowUpEngine:
             max_instances=4,
         )
 
+    async def _work(self, unit: Callable[[Session], T]) -> T:
+        """Run one synchronous unit of work from storage.followups (it commits)."""
+        if self._writes is not None:
+            return await self._writes.run(unit)
+        async with self.sessions() as session:
+            return await session.run_sync(unit)
+
     async def run_due(self) -> None:
         if self._running:
-            self._again = True  # the pass under way goes round once more
+            self._again = True  # the run under way goes round once more
             return
         self._running = True
         try:
-            self._again = await self._pass()
-            while self._again:
+            while True:
                 self._again = False
-                self._again = await self._pass()
-            async with self.sessions() as session:
-                upcoming = await followups.next_fire_at(session=session)
-            now = self.clock.now()
-            if upcoming is not None and upcoming > now:
-                self.wake_at(upcoming)
-            elif upcoming is not None and not self._inflight:
-                # Due but not ours to take right now (another process holds it): look again shortly.
-                self.wake_at(now + timedelta(seconds=1))
-            # Chats with a reminder in flight are looked at again when it lands (kick()).
+                looked_at = self.clock.now()
+                if await self._pass(looked_at) or self._again:
+                    continue
+                upcoming = await self._work(followups.next_fire_at_sync)
+                if self._again:  # a reminder landed (or a timer was set) while we looked
+                    continue
+                now = self.clock.now()
+                if upcoming is not None and upcoming > now:
+                    self.wake_at(upcoming)
+                elif upcoming is not None and upcoming > looked_at:
+                    continue  # fell due since the pass looked: take it now
+                elif upcoming is not None and not self._inflight:
+                    # Due but not ours to take right now (another process holds it): look again soon.
+                    self.wake_at(now + timedelta(seconds=1))
+                # Chats with a reminder in flight are looked at again when it lands (kick()).
+                break
         except Exception:  # the sweep comes back in a few seconds; nothing is lost meanwhile
             log.exception("follow-up pass failed")
         finally:
             self._running = False
 
-    async def _pass(self) -> bool:
+    async def _pass(self, now: datetime) -> bool:
         """Claim what is due in every chat not busy sending; returns whether there may be more."""
-        now = self.clock.now()
         token = uuid.uuid4().hex
         async with self.sessions() as session:
-            await self.book.current(session)
-            claimed = await followups.claim_due(
-                session=session, now=now, lease=self.lease, token=token, busy_chats=list(self._inflight)
-            )
+            await self.book.current(session)  # re-read every half minute at most
+        busy = list(self._inflight)
+        claimed = await self._work(
+            lambda s: followups.claim_due_sync(s, now=now, lease=self.lease, token=token, busy_chats=busy)
+        )
         by_chat: dict[int, list[Claimed]] = {}
         for item in claimed:
             by_chat.setdefault(item.follow_up.chat_id, []).append(item)
@@ -239,25 +257,19 @@ class FollowUpEngine:
                 log.warning("chat %s does not take reminders any more: %s", chat_id, exc)
             else:
                 log.warning("reminder for chat %s not sent, will retry: %r", chat_id, exc)
-            async with self.sessions() as session:
-                await followups.record_failed(
-                    session=session,
-                    claimed=rows,
-                    token=token,
-                    now=self.clock.now(),
-                    error=repr(exc)[:200],
-                    final=final,
+            failed_at, error = self.clock.now(), repr(exc)[:200]
+            await self._work(
+                lambda s: followups.record_failed_sync(
+                    s, claimed=rows, token=token, now=failed_at, error=error, final=final
                 )
+            )
         else:
-            async with self.sessions() as session:
-                lost = await followups.record_posted(
-                    session=session,
-                    claimed=rows,
-                    token=token,
-                    message_id=message_id,
-                    now=self.clock.now(),
-                    grace=self.grace,
+            posted_at = self.clock.now()
+            lost = await self._work(
+                lambda s: followups.record_posted_sync(
+                    s, claimed=rows, token=token, message_id=message_id, now=posted_at, grace=self.grace
                 )
+            )
             if lost:  # closed while we were sending (an event): show that on the message just sent
                 await self.refresh_message(
                     chat_id, message_id, [r.id for r in rows if r.id is not None], locale
@@ -286,3 +298,5 @@ class FollowUpEngine:
         """Let reminders already handed to Telegram finish recording (SIGTERM, tests)."""
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=10)
+        if self._writes is not None:
+            self._writes.close()

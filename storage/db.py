@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,3 +69,22 @@ class ThreadedReads:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class ThreadedWrites(ThreadedReads):
+    """Units of work on SQLite, each one call in a single dedicated thread.
+
+    One thread means one writer at a time: SQLite admits only one, and makes the rest poll with
+    growing sleeps, which is what a busy timer engine would otherwise spend its time on.
+    """
+
+    def __init__(self, async_url: str) -> None:
+        super().__init__(async_url)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writes")
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        super().close()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
-from sqlmodel import col
+from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -152,22 +152,26 @@ def _due(now: datetime) -> Any:
     return and_(T.c.state.in_(DUE_STATES), T.c.fire_at <= now)
 
 
-async def next_fire_at(*, session: AsyncSession) -> datetime | None:
+def next_fire_at_sync(session: Session) -> datetime | None:
     # One MIN per state: each is a single index seek, where MIN over `state IN (…)` scans.
+    conn = session.connection()
     firsts = [
-        (
-            await _core(
-                session, select(func.min(T.c.fire_at)).where(T.c.state == state, T.c.fire_at.is_not(None))
-            )
+        conn.execute(
+            select(func.min(T.c.fire_at)).where(T.c.state == state, T.c.fire_at.is_not(None))
         ).scalar()
         for state in DUE_STATES
     ]
+    session.commit()
     return min((f for f in firsts if f is not None), default=None)
 
 
-async def claim_due(
+async def next_fire_at(*, session: AsyncSession) -> datetime | None:
+    return await session.run_sync(next_fire_at_sync)
+
+
+def claim_due_sync(
+    session: Session,
     *,
-    session: AsyncSession,
     now: datetime,
     lease: timedelta,
     token: str,
@@ -180,35 +184,44 @@ async def claim_due(
     One UPDATE takes the rows only if they are still due, so exactly one process gets each; on
     PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED so a second process moves on at once.
     The claim lapses after `lease`, which brings back what a crashed process had taken.
+    The engine-side functions are synchronous so that on SQLite each runs as one call in the
+    writer thread (storage.db.ThreadedWrites); the async wrappers below serve everyone else.
     """
     picked = (
         select(T.c.id).where(_due(now)).order_by(T.c.fire_at).limit(limit).with_for_update(skip_locked=True)
     )
     if busy_chats:
         picked = picked.where(T.c.chat_id.not_in(list(busy_chats)))
-    claimed_ids = (
-        (
-            await _core(
-                session,
-                update(T)
-                .where(T.c.id.in_(picked), _due(now))
-                .values(state=State.FIRING, claim=token, fire_at=now + lease, attempts=T.c.attempts + 1)
-                .returning(T.c.id),
-            )
-        )
-        .scalars()
-        .all()
+    claim = (
+        update(T)
+        .where(T.c.id.in_(picked), _due(now))
+        .values(state=State.FIRING, claim=token, fire_at=now + lease, attempts=T.c.attempts + 1)
+        .returning(T.c.id)
     )
-    if not claimed_ids:
-        await session.commit()
-        return []
-    rows = await _load(session, claimed_ids)
-    await session.commit()
+    claimed_ids = session.connection().execute(claim).scalars().all()
+    rows = [Claimed(*row) for row in session.exec(_load_stmt(claimed_ids)).all()] if claimed_ids else []
+    session.commit()
     return rows
 
 
-async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
-    stmt = (
+async def claim_due(
+    *,
+    session: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    token: str,
+    busy_chats: Collection[int] = (),
+    limit: int = CLAIM_BATCH,
+) -> list[Claimed]:
+    return await session.run_sync(
+        lambda sync: claim_due_sync(
+            sync, now=now, lease=lease, token=token, busy_chats=busy_chats, limit=limit
+        )
+    )
+
+
+def _load_stmt(ids: Iterable[int]) -> Any:
+    return (
         orm_select(
             FollowUp, Customer, Order.order_no, TeamChat.bound_by, Agent.locale, Agent.telegram_language
         )
@@ -221,7 +234,10 @@ async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
         # Rows change under conditional UPDATEs; never hand back a stale copy from the identity map.
         .execution_options(populate_existing=True)
     )
-    return [Claimed(*row) for row in (await session.exec(stmt)).all()]
+
+
+async def _load(session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
+    return [Claimed(*row) for row in (await session.exec(_load_stmt(ids))).all()]
 
 
 async def load(*, session: AsyncSession, ids: Iterable[int]) -> list[Claimed]:
@@ -246,9 +262,9 @@ _POSTED = (
 )
 
 
-async def record_posted(
+def record_posted_sync(
+    session: Session,
     *,
-    session: AsyncSession,
     claimed: Sequence[FollowUp],
     token: str,
     message_id: int,
@@ -275,24 +291,44 @@ async def record_posted(
                 else (None if f.step == Step.REMIND else f.late_seconds),
             }
         )
-    await _core(session, _POSTED, params)
+    conn = session.connection()
     ids = [f.id for f in claimed]
-    ours = set(
-        (await _core(session, select(T.c.id).where(T.c.id.in_(ids), T.c.message_id == message_id))).scalars()
-    )
+    updated = conn.execute(_POSTED, params).rowcount
+    if updated == len(ids):
+        ours = set(ids)
+    else:  # someone closed one while we were sending
+        ours = set(
+            conn.execute(select(T.c.id).where(T.c.id.in_(ids), T.c.message_id == message_id)).scalars()
+        )
     events = [
         _event(f.id, FIRED_ACTION[f.step], now, detail=f"message {message_id}")
         for f in claimed
         if f.id is not None and f.id in ours
     ]
     if events:
-        await _core(session, insert(E), events)
-    await session.commit()
+        conn.execute(insert(E), events)
+    session.commit()
     return [fid for fid in ids if fid is not None and fid not in ours]
 
 
-async def record_failed(
-    *, session: AsyncSession, claimed: Sequence[FollowUp], token: str, now: datetime, error: str, final: bool
+async def record_posted(
+    *,
+    session: AsyncSession,
+    claimed: Sequence[FollowUp],
+    token: str,
+    message_id: int,
+    now: datetime,
+    grace: timedelta,
+) -> list[int]:
+    return await session.run_sync(
+        lambda sync: record_posted_sync(
+            sync, claimed=claimed, token=token, message_id=message_id, now=now, grace=grace
+        )
+    )
+
+
+def record_failed_sync(
+    session: Session, *, claimed: Sequence[FollowUp], token: str, now: datetime, error: str, final: bool
 ) -> None:
     """Telegram did not take the reminder: try again later with backoff, or give up on a chat that is
     gone (`final`). Nothing is dropped silently: the history says what happened."""
@@ -309,16 +345,23 @@ async def record_failed(
             }
         else:
             values |= {"state": State.PENDING, "fire_at": now + retry_delay(f.attempts)}
-        result = await _core(
-            session,
+        result = session.connection().execute(
             update(T).where(T.c.id == f.id, T.c.claim == token, T.c.state == State.FIRING).values(**values),
         )
         if result.rowcount:  # type: ignore[attr-defined]
             action = Action.UNDELIVERABLE if final else Action.RETRY
             events.append(_event(f.id, action, now, detail=error))
     if events:
-        await _core(session, insert(E), events)
-    await session.commit()
+        session.connection().execute(insert(E), events)
+    session.commit()
+
+
+async def record_failed(
+    *, session: AsyncSession, claimed: Sequence[FollowUp], token: str, now: datetime, error: str, final: bool
+) -> None:
+    await session.run_sync(
+        lambda sync: record_failed_sync(sync, claimed=claimed, token=token, now=now, error=error, final=final)
+    )
 
 
 async def _act(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,19 @@ from bot.clock import Clock
 def advance(env: dict[str, str], minutes: float) -> None:
     """Move the bot's clock forward (the bot reads the offset file on its next look at the time)."""
     Clock(Path(env["SANDBOX_CLOCK_FILE"])).advance_minutes(minutes)
+
+
+def settle(env: dict[str, str], timeout: float = 10.0) -> None:
+    """Wait until the bot has recorded every reminder it posted (nothing left mid-send), so that a
+    clock moved next counts from the moment the bot really posted it."""
+    path = env["DATABASE_URL"].split("///", 1)[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(path) as db:
+            if db.execute("SELECT count(*) FROM follow_up WHERE state = 'firing'").fetchone()[0] == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the bot did not finish recording its reminders")
 
 
 def post_events(

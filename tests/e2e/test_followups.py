@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.chat import ChatUser, Emulator, buttons
 from tests.e2e.conftest import AGENT_ZH, LEAD, STRANGER
-from tests.e2e.shop import advance, event, post_events
+from tests.e2e.shop import advance, event, post_events, settle
 
 pytestmark = pytest.mark.e2e
 _orders = itertools.count(1)
@@ -87,7 +87,9 @@ def test_the_second_of_two_presses_is_told_who_acted_first(
     # Both press on the reminder as it was posted: one Done, one Cancel.
     agent.click(reminder, "Done")
     late = ChatUser(emulator, team_group, AGENT_ZH).click(reminder, "Cancel")
-    assert late["show_alert"] and "✅ Wang 于" in late["text"] and "完成" in late["text"], late  # 小李 reads zh
+    assert late["show_alert"] and "✅ Wang 于" in late["text"] and "完成" in late["text"], (
+        late
+    )  # 小李 reads zh
 
 
 def test_unanswered_reminder_is_reposted_then_escalated_to_the_lead(
@@ -97,9 +99,11 @@ def test_unanswered_reminder_is_reposted_then_escalated_to_the_lead(
     after = agent.last_id()
     advance(bot_process, 6)
     (first,) = agent.wait_new(after)
+    settle(bot_process)
     advance(bot_process, 11)  # the grace period (10 minutes) passes with no answer
     (repost,) = agent.wait_new(first["message_id"])
     assert "a reminder again" in repost["text"]
+    settle(bot_process)
     advance(bot_process, 11)
     (escalation,) = agent.wait_new(repost["message_id"])
     assert "team lead" in escalation["text"] and "no answer since" in escalation["text"]
