@@ -302,7 +302,8 @@ def _still_open(f: FollowUp) -> bool:
 async def _redraw(query: CallbackQuery, acted: FollowUp, items: list[Claimed], ctx: FollowUpContext) -> None:
     message = query.message
     assert isinstance(message, Message)
-    if message.message_id == acted.origin_message_id:  # the confirmation: say what became of it
+    if (message.chat.id, message.message_id) == (acted.origin_chat_id, acted.origin_message_id):
+        # the confirmation: say what became of it
         head = message.html_text.split("\n")[0]
         await replace(
             query, head + "\n" + outcome(acted, ctx), None if not _still_open(acted) else message.reply_markup
