@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.followup_engine import FollowUpEngine
-from bot.views.followups import closed_confirmation, confirmation
+from bot.views.followups import confirmation, outcome
 from crm.events import EventError, parse_events
 from crm.scenarios import Trigger
 from storage import followups
@@ -79,7 +79,7 @@ class EventIntake:
                     text = confirmation(
                         item.follow_up, item.customer, ctx, order_no=order.order_no if order else None
                     )
-                    text = closed_confirmation(text, item.follow_up, ctx)
+                    text += "\n" + outcome(item.follow_up, ctx)
                 await self.engine.sender.edit(f.origin_chat_id, f.origin_message_id, text, None)
         except Exception:  # the close is stored; a failed courtesy edit must not fail the event
             log.exception("could not update the messages of follow-up %s", f.id)

@@ -39,11 +39,12 @@ from bot.views.followups import (
     render_list,
     render_reminder,
 )
-from crm.followups import Step, lateness
+from crm.followups import OPEN_STATES, State, Step, lateness
 from crm.working_hours import WorkingHours
 from storage import followups
 from storage.db import ThreadedWrites
 from storage.followups import Claimed
+from storage.models import FollowUp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +81,28 @@ class TelegramSender:
             )
         except TelegramBadRequest as exc:
             log.info("could not edit reminder %s in %s: %s", message_id, chat_id, exc.message)
+
+
+def still_open(f: FollowUp) -> bool:
+    """Whether a reminder still needs buttons: open, and not snoozed (a new reminder will come)."""
+    snoozed = f.state == State.PENDING and f.step == Step.REMIND and f.fired_at is not None
+    return f.state in OPEN_STATES and not snoozed
+
+
+def redraw(
+    items: Sequence[Claimed], ctx: FollowUpContext, *, header: str
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """A reminder (one follow-up) or a digest / list (several) as it stands now, after a press or an
+    event: what happened to each, and buttons only for those still open."""
+    if len(items) == 1:
+        f = items[0].follow_up
+        return render_acted(items[0], ctx), reminder_keyboard(f.id or 0) if still_open(f) else None
+    rows = [
+        (n, c.follow_up.id or 0, display_name(c.customer))
+        for n, c in enumerate(items, 1)
+        if still_open(c.follow_up)
+    ]
+    return render_list(items, ctx, header=header), list_keyboard(rows)
 
 
 def _gone(exc: Exception) -> bool:
@@ -281,17 +304,7 @@ class FollowUpEngine:
         if not items:
             return
         with self.i18n.context(), self.i18n.use_locale(locale):
-            ctx = self.context(locale)
-            if len(items) == 1:
-                text, markup = render_acted(items[0], ctx), None
-            else:
-                text = render_list(items, ctx, header=items[0].follow_up.owner_name)
-                open_rows = [
-                    (n, c.follow_up.id or 0, display_name(c.customer))
-                    for n, c in enumerate(items, 1)
-                    if not followups.is_closed(c.follow_up)
-                ]
-                markup = list_keyboard(open_rows)
+            text, markup = redraw(items, self.context(locale), header=items[0].follow_up.owner_name)
         await self.sender.edit(chat_id, message_id, text, markup)
 
     async def close(self) -> None:

@@ -18,7 +18,6 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.followups import (
-    CLOSED_STATES,
     FIRED_ACTION,
     OPEN_STATES,
     Action,
@@ -578,7 +577,3 @@ async def history(*, session: AsyncSession, follow_up_id: int) -> list[FollowUpE
         orm_select(FollowUpEvent).where(FollowUpEvent.follow_up_id == follow_up_id).order_by(FollowUpEvent.id)
     )
     return list((await session.exec(stmt)).all())
-
-
-def is_closed(row: FollowUp) -> bool:
-    return row.state in CLOSED_STATES

@@ -13,9 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.callbacks import CardAction, CardCb, FollowAction, FollowCb, ScenarioCb
 from bot.card_service import CardService
 from bot.clock import Clock
-from bot.followup_engine import FollowUpEngine
+from bot.followup_engine import FollowUpEngine, redraw, still_open
 from bot.handlers.common import current_locale, masks_contacts, release, replace, replace_markup
-from bot.keyboards import cancel_keyboard, list_keyboard, reminder_keyboard, scenarios_keyboard
+from bot.keyboards import cancel_keyboard, list_keyboard, scenarios_keyboard
 from bot.scenario_book import ScenarioBook
 from bot.views.card import display_name
 from bot.views.followups import (
@@ -23,7 +23,6 @@ from bot.views.followups import (
     at_time,
     confirmation,
     outcome,
-    render_acted,
     render_list,
     render_table,
     suggested_reply,
@@ -31,7 +30,7 @@ from bot.views.followups import (
 )
 from bot.views.format import clip, h
 from crm import followups as rules
-from crm.followups import SNOOZE_CHOICES, State, Step
+from crm.followups import SNOOZE_CHOICES
 from crm.lookup import QueryError, parse_query
 from crm.scenarios import Scenario, ScenarioError, ScenarioTable, parse_minutes
 from storage import followups, scenario_settings
@@ -293,34 +292,17 @@ def _ids_on(message: Message) -> list[int]:
     return ids
 
 
-def _still_open(f: FollowUp) -> bool:
-    return f.state in (State.PENDING, State.FIRING, State.WAITING) and not (
-        f.state == State.PENDING and f.step == Step.REMIND and f.fired_at is not None
-    )
-
-
 async def _redraw(query: CallbackQuery, acted: FollowUp, items: list[Claimed], ctx: FollowUpContext) -> None:
     message = query.message
     assert isinstance(message, Message)
+    head = message.html_text.split("\n")[0]
     if (message.chat.id, message.message_id) == (acted.origin_chat_id, acted.origin_message_id):
         # the confirmation: say what became of it
-        head = message.html_text.split("\n")[0]
-        await replace(
-            query, head + "\n" + outcome(acted, ctx), None if not _still_open(acted) else message.reply_markup
-        )
+        markup = message.reply_markup if still_open(acted) else None
+        await replace(query, head + "\n" + outcome(acted, ctx), markup)
         return
-    if len(items) == 1:
-        item = items[0]
-        markup = reminder_keyboard(acted.id or 0) if _still_open(acted) else None
-        await replace(query, render_acted(item, ctx), markup)
-        return
-    header = message.html_text.split("\n")[0]
-    open_rows = [
-        (n, c.follow_up.id or 0, display_name(c.customer))
-        for n, c in enumerate(items, 1)
-        if _still_open(c.follow_up)
-    ]
-    await replace(query, render_list(items, ctx, header=header), list_keyboard(open_rows))
+    text, markup = redraw(items, ctx, header=head)
+    await replace(query, text, markup)
 
 
 @router.callback_query(FollowCb.filter())

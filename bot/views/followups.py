@@ -244,10 +244,6 @@ def confirmation(f: FollowUp, customer: Customer, ctx: FollowUpContext, *, order
     return text
 
 
-def closed_confirmation(text: str, f: FollowUp, ctx: FollowUpContext) -> str:
-    return text + "\n" + outcome(f, ctx)
-
-
 def render_summary(groups: dict[int, list[FollowUp]], ctx: FollowUpContext) -> str:
     """The start-of-shift summary: each agent's open follow-ups, overdue counted."""
     lines = [_("☀️ Start of shift: open follow-ups")]
