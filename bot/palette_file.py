@@ -1,26 +1,37 @@
-"""Reads the tag palette from TOUCHPOINT_CONFIG/tags.yaml (falling back to the shipped default)."""
+"""Reads YAML configuration from TOUCHPOINT_CONFIG (falling back to the shipped default): the tag
+palette here, the scenario table in bot/scenario_book.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 from bot.views.labels import TAGS
 from crm.palette import Palette, PaletteError, parse_palette
 
+T = TypeVar("T")
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 
-def load_palette(config_dir: Path) -> Palette:
-    path = config_dir / "tags.yaml"
+def load_config(config_dir: Path, name: str, parse: Callable[[Any], T], error: type[ValueError]) -> T:
+    """Read TOUCHPOINT_CONFIG/<name> (else the shipped default) and parse it; an error names the file."""
+    path = config_dir / name
     if not path.exists():
-        path = SHIPPED_CONFIG / "tags.yaml"
+        path = SHIPPED_CONFIG / name
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise PaletteError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise error(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     try:
-        return parse_palette(data, known_labels=frozenset(TAGS))
-    except PaletteError as exc:
-        raise PaletteError(f"{path}: {exc}") from None
+        return parse(data)
+    except error as exc:
+        raise error(f"{path}: {exc}") from None
+
+
+def load_palette(config_dir: Path) -> Palette:
+    return load_config(
+        config_dir, "tags.yaml", lambda data: parse_palette(data, known_labels=frozenset(TAGS)), PaletteError
+    )

@@ -7,28 +7,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
 from aiogram.utils.i18n import gettext as _
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.palette_file import SHIPPED_CONFIG
+from bot.palette_file import load_config
 from bot.views.scenario_texts import REPLIES, TITLES
 from crm.scenarios import Scenario, ScenarioError, ScenarioTable, parse_table
 from storage import scenario_settings
 
 
 def load_table(config_dir: Path) -> ScenarioTable:
-    path = config_dir / "scenarios.yaml"
-    if not path.exists():
-        path = SHIPPED_CONFIG / "scenarios.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    try:
-        return parse_table(data)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    return load_config(config_dir, "scenarios.yaml", parse_table, ScenarioError)
 
 
 class ScenarioBook:

@@ -189,6 +189,14 @@ async def start_from_card(
     await _confirm(message, session, follow_up, customer, ctx, reply_to=message.message_id)
 
 
+def _scenario_keys(table: ScenarioTable) -> str:
+    return _("Scenarios: {keys}").format(keys=", ".join(f"<code>{k}</code>" for k in table.keys))
+
+
+def _unknown_scenario(key: str, table: ScenarioTable) -> str:
+    return _("Unknown scenario “{key}”.").format(key=h(clip(key, 24))) + "\n" + _scenario_keys(table)
+
+
 def _split_follow_args(args: str, table: ScenarioTable) -> tuple[str, str, str | None]:
     """'<query> <scenario> [minutes]' → (query, scenario key, minutes text); the query may have spaces."""
     words = args.split()
@@ -216,15 +224,14 @@ async def follow_command(
     usage = _(
         "Usage: /follow &lt;customer&gt; &lt;scenario&gt; [minutes], e.g. /follow 13800138000 unpaid 20"
     )
-    keys = _("Scenarios: {keys}").format(keys=", ".join(f"<code>{k}</code>" for k in table.keys))
     try:
         raw_query, key, minutes_text = _split_follow_args(command.args or "", table)
     except ScenarioError:
-        await message.answer(usage + "\n" + keys)
+        await message.answer(usage + "\n" + _scenario_keys(table))
         return
     row = table.get(key)
     if row is None:
-        await message.answer(_("Unknown scenario “{key}”.").format(key=h(clip(key, 24))) + "\n" + keys)
+        await message.answer(_unknown_scenario(key, table))
         return
     minutes = row.minutes
     if minutes_text is not None:
@@ -453,11 +460,7 @@ async def change_scenario(
     table = await scenario_book.reload(session)
     row = table.get(key)
     if row is None:
-        await message.answer(
-            _("Unknown scenario “{key}”.").format(key=h(clip(key, 24)))
-            + "\n"
-            + _("Scenarios: {keys}").format(keys=", ".join(f"<code>{k}</code>" for k in table.keys))
-        )
+        await message.answer(_unknown_scenario(key, table))
         return
     locale = current_locale()
     if field == "minutes":
