@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
+
+
+def _flag() -> Column[bool]:
+    # A database-side default only: bulk inserts (the importer) name just the columns they fill.
+    return Column(Boolean, nullable=False, server_default=false())
 
 
 class CustomerBase(SQLModel):
@@ -41,6 +46,12 @@ class Customer(CustomerBase, table=True):
     contacted_count: int = 0
     responded_count: int = 0
     last_contact_at: datetime | None = None
+    # Reach (crm/sending.py): who may get care messages at all, and in which zone quiet hours count.
+    opted_out: bool = Field(default=False, sa_column=_flag())
+    unreachable: bool = Field(default=False, sa_column=_flag())
+    open_complaint: bool = Field(default=False, sa_column=_flag())
+    bad_reviewer: bool = Field(default=False, sa_column=_flag())
+    zone: str | None = Field(default=None, max_length=48)  # IANA name; None: the team's zone
     updated_at: datetime | None = None
 
 
@@ -235,3 +246,97 @@ class ShopEvent(SQLModel, table=True):
     occurred_at: datetime
     received_at: datetime
     payload: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CareMessage(SQLModel, table=True):
+    """One planned care message (or call task, or alert) and its way through the queue.
+
+    States (crm/care_queue.py): planned → queued (approval card posted) → approved → sending →
+    delivered; or skipped, dropped (no longer applies, excluded), failed (dead letter), task → done.
+    `fire_at` is when the engine next acts on it, as with follow-ups; `plan_key` makes planning
+    idempotent (a replayed event or a second daily run plans nothing new).
+    """
+
+    __tablename__ = "care_message"
+    __table_args__ = (
+        Index("ix_care_message_due", "state", "fire_at"),
+        Index("ix_care_message_customer", "customer_pk", "state"),
+        Index("ix_care_message_chat", "chat_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_key: str = Field(max_length=160, unique=True)
+    rule: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    customer_pk: int = Field(foreign_key="customer.id")
+    order_pk: int | None = Field(default=None, foreign_key="orders.id")
+    segments: str = Field(default="", max_length=120)  # most specific first, comma-separated
+    values: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # rule placeholders, JSON
+    marketing: bool = False
+    automatic: bool = False
+    state: str = Field(max_length=16)
+    due_at: datetime
+    fire_at: datetime | None = None
+    send_at: datetime | None = None
+    delay_reasons: str | None = Field(default=None, max_length=64)
+    drop_reason: str | None = Field(default=None, max_length=32)
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    locale: str = Field(default="zh_CN", max_length=8)
+    edited_by_name: str | None = Field(default=None, max_length=128)
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    thread_id: int | None = None
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    decided_by: int | None = Field(default=None, sa_type=BigInteger)
+    decided_by_name: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = None
+    attempts: int = 0
+    claim: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, max_length=200)
+    delivered_at: datetime | None = None
+    created_at: datetime
+
+
+class CareAttempt(SQLModel, table=True):
+    """Each try at delivering a care message: the customer's delivery log."""
+
+    __tablename__ = "care_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    care_message_id: int = Field(foreign_key="care_message.id", index=True)
+    outcome: str = Field(max_length=16)
+    detail: str | None = Field(default=None, max_length=200)
+    at: datetime
+
+
+class CareRuleSetting(SQLModel, table=True):
+    """A lead's switch of a care rule to automatic (no approval) or back; each change is audited."""
+
+    __tablename__ = "care_rule_setting"
+
+    rule: str = Field(primary_key=True, max_length=32)
+    automatic: bool
+    updated_by: int = Field(sa_type=BigInteger)
+    updated_at: datetime
+
+
+class CareRuleChange(SQLModel, table=True):
+    __tablename__ = "care_rule_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str = Field(max_length=32, index=True)
+    automatic: bool
+    changed_by: int = Field(sa_type=BigInteger)
+    changed_by_name: str = Field(max_length=128)
+    changed_at: datetime
+
+
+class ChatRoute(SQLModel, table=True):
+    """In a forum supergroup, the topic (message_thread_id) each kind of message goes to."""
+
+    __tablename__ = "chat_route"
+
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    kind: str = Field(primary_key=True, max_length=16)  # approvals · reminders · alerts
+    thread_id: int
+    set_by: int = Field(sa_type=BigInteger)
+    set_at: datetime
