@@ -8,7 +8,6 @@ GET  /api/openapi.json  the contract.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.event_intake import EventIntake
+from channels.signing import sign
 from crm.events import MAX_BATCH, EventType
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,6 @@ MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 1 << 20
 INTAKE = web.AppKey("intake", EventIntake)
 SECRET = web.AppKey("secret", bytes)
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 def _error(status: int, message: str) -> web.Response:
