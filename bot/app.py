@@ -19,12 +19,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.card_service import CardService
+from bot.care_engine import CareEngine
+from bot.care_setup import build_channels, load_care_table, load_templates
 from bot.clock import Clock
 from bot.config import Settings
 from bot.event_intake import EventIntake
 from bot.followup_engine import FollowUpEngine, TelegramSender
 from bot.handlers import all_routers
 from bot.i18n import TeamI18nMiddleware, build_i18n
+from bot.jobs.daily_care import run_daily_care
 from bot.jobs.recompute import recompute_cuts
 from bot.jobs.shift_summary import post_shift_summaries
 from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
@@ -33,13 +36,28 @@ from bot.palette_file import load_palette
 from bot.scenario_book import ScenarioBook, load_table
 from bot.team_directory import TeamDirectory
 from bot.web import start_event_api
+from storage.care_planner import CarePlanner
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.stats import load_shop_cuts
 
 log = logging.getLogger(__name__)
 
-COMMAND_NAMES = ("card", "follow", "timers", "scenarios", "help", "lang", "cancel", "bind", "unbind")
+COMMAND_NAMES = (
+    "card",
+    "follow",
+    "timers",
+    "queue",
+    "scenarios",
+    "care",
+    "optout",
+    "route",
+    "help",
+    "lang",
+    "cancel",
+    "bind",
+    "unbind",
+)
 
 
 def build_pacer(settings: Settings) -> SendPacer:
@@ -75,6 +93,7 @@ class App:
     i18n: I18n
     followups: FollowUpEngine
     events: EventIntake
+    care: CareEngine
 
 
 def build_dispatcher(
@@ -104,6 +123,10 @@ def command_list() -> list[BotCommand]:
         "follow": _("follow up: customer, scenario, [minutes]"),
         "timers": _("my follow-ups (all: the team's)"),
         "scenarios": _("the scenario-response table"),
+        "queue": _("care messages waiting for approval"),
+        "care": _("care rules; leads: /care auto RULE on|off"),
+        "optout": _("no more care messages for a customer"),
+        "route": _("send a kind of message to this topic (leads)"),
         "help": _("what I can do"),
         "lang": _("language: zh | en | auto"),
         "cancel": _("stop the current step"),
@@ -146,9 +169,32 @@ async def build_app(settings: Settings) -> App:
         book=book,
         scheduler=scheduler,
     )
-    events = EventIntake(sessions=sessions, engine=followups)
+    care_table = load_care_table(settings.touchpoint_config)
+    care = CareEngine(
+        sessions=sessions,
+        bot=bot,
+        clock=clock,
+        settings=settings,
+        i18n=i18n,
+        table=care_table,
+        templates=load_templates(settings.touchpoint_config),
+        channels=build_channels(settings),
+        scheduler=scheduler,
+    )
+    planner = CarePlanner(care_table, settings.zone)
+    events = EventIntake(sessions=sessions, engine=followups, care=care, planner=planner)
     dp = build_dispatcher(
-        settings, engine, cards, i18n, clock=clock, scenario_book=book, followup_engine=followups
+        settings,
+        engine,
+        cards,
+        i18n,
+        clock=clock,
+        scenario_book=book,
+        followup_engine=followups,
+        care_engine=care,
+    )
+    scheduler.add_job(
+        run_daily_care, "cron", hour=9, minute=0, args=[sessions, planner, clock, care], id="daily_care"
     )
     scheduler.add_job(recompute_cuts, "cron", hour=3, minute=0, args=[engine, cards], id="recompute_cuts")
     hours = settings.hours
@@ -161,7 +207,7 @@ async def build_app(settings: Settings) -> App:
         args=[followups],
         id="shift_summary",
     )
-    return App(settings, engine, bot, dp, scheduler, cards, i18n, followups, events)
+    return App(settings, engine, bot, dp, scheduler, cards, i18n, followups, events, care)
 
 
 async def run_polling(app: App, *, handle_signals: bool = True) -> None:
@@ -172,6 +218,7 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
     await app.bot.delete_webhook(drop_pending_updates=False)
     app.scheduler.start()
     app.followups.start()
+    app.care.start()
     web = await start_event_api(app.settings, app.events)
     try:
         await app.dispatcher.start_polling(
@@ -185,6 +232,7 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
         if web is not None:
             await web.cleanup()
         await app.followups.close()
+        await app.care.close()
         await app.bot.session.close()
         app.cards.close()
         await app.engine.dispose()

@@ -48,3 +48,20 @@ class FollowAction(StrEnum):
 class FollowCb(CallbackData, prefix="f"):
     action: FollowAction
     id: int
+
+
+class CareAction(StrEnum):
+    APPROVE = "a"
+    SKIP = "s"
+    EDIT = "e"
+    APPROVE_RULE = "b"  # every waiting message of this rule from today (leads)
+    DONE = "d"  # an agent task (a call) is made
+    TAKE = "t"  # "I'll handle it" on a bad-review alert
+    RESOLVED = "r"  # the complaint behind an alert is settled
+    CONFIRM_EDIT = "c"
+    DISCARD_EDIT = "x"
+
+
+class CareCb(CallbackData, prefix="q"):
+    action: CareAction
+    id: int

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from crm.sending import Caps, QuietHours, SendingError, parse_quiet_hours
 from crm.working_hours import WorkingHours, WorkingHoursError, parse_working_hours
 
 TELEGRAM_API_DEFAULT = "https://api.telegram.org"
@@ -59,6 +60,24 @@ class Settings(BaseSettings):
     events_secret: SecretStr | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
+
+    # Care messages (crm/sending.py): quiet hours in the customer's zone (the team's when unknown),
+    # per-customer caps, how often a failed delivery is tried, the channel's own pace.
+    care_quiet_hours: str = "21:00-09:00"
+    care_cap_per_day: int = Field(1, ge=1, le=20)
+    care_cap_per_week: int = Field(3, ge=1, le=50)
+    care_send_per_second: float = Field(20.0, gt=0, le=1000)
+    shop_name: str | None = None
+    # The webhook channel (an SMS gateway or the shop platform's adapter): JSON POST, HMAC-signed.
+    care_webhook_url: str | None = None
+    care_webhook_secret: SecretStr | None = None
+    # The e-mail channel.
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "care@localhost"
+    smtp_starttls: bool = False
 
     sandbox_port: int = Field(8090, ge=1, le=65535)
     # Sandbox and tests only: a file holding seconds to add to the clock, so timers can be fast-forwarded.
@@ -117,6 +136,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _valid_care_settings(self) -> Settings:
+        try:
+            _ = self.quiet_hours, self.caps
+        except SendingError as exc:
+            raise ValueError(f"CARE_QUIET_HOURS / CARE_CAP_PER_DAY / CARE_CAP_PER_WEEK: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _ordered_thresholds(self) -> Settings:
         if not self.lifecycle_active_days < self.lifecycle_silent_days < self.lifecycle_sleeping_days:
             raise ValueError(
@@ -131,6 +158,14 @@ class Settings(BaseSettings):
     @property
     def hours(self) -> WorkingHours:
         return parse_working_hours(self.working_hours, self.working_days, self.zone)
+
+    @property
+    def quiet_hours(self) -> QuietHours:
+        return parse_quiet_hours(self.care_quiet_hours)
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(self.care_cap_per_day, self.care_cap_per_week)
 
     @property
     def is_sqlite(self) -> bool:

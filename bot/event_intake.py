@@ -11,11 +11,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.care_engine import CareEngine
 from bot.followup_engine import FollowUpEngine
 from bot.views.followups import confirmation, outcome
 from crm.events import EventError, parse_events
 from crm.scenarios import Trigger
 from storage import followups
+from storage.care_planner import CarePlanner
 from storage.events import apply_events
 from storage.models import FollowUp, Order
 
@@ -34,8 +36,15 @@ class IntakeResult:
 
 
 class EventIntake:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], engine: FollowUpEngine) -> None:
-        self.sessions, self.engine = sessions, engine
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: FollowUpEngine,
+        care: CareEngine | None = None,
+        planner: CarePlanner | None = None,
+    ) -> None:
+        self.sessions, self.engine, self.care, self.planner = sessions, engine, care, planner
 
     async def ingest(self, body: Any) -> IntakeResult:
         """Validate every event first; any bad one rejects the batch with nothing written."""
@@ -53,6 +62,7 @@ class EventIntake:
                     resolves=table.resolved_by,
                     restock_scenarios=restock,
                     now=self.engine.clock.now(),
+                    care=self.planner,
                 )
         except EventError as exc:
             return IntakeResult(errors=[{"index": None, "error": str(exc)}])
@@ -60,6 +70,11 @@ class EventIntake:
             await self._tell(follow_up)
         if applied.restocked:
             self.engine.kick()
+        for message in applied.care_dropped:
+            if self.care is not None:
+                await self.care.refresh(message)
+        if self.care is not None and applied.accepted:
+            self.care.kick()
         return IntakeResult(accepted=applied.accepted, duplicates=applied.duplicates)
 
     async def _tell(self, f: FollowUp) -> None:

@@ -6,7 +6,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import CardAction, CardCb, FollowAction, FollowCb, ScenarioCb, TagCb
+from bot.callbacks import CardAction, CardCb, CareAction, CareCb, FollowAction, FollowCb, ScenarioCb, TagCb
 from bot.views.labels import tag_label
 from bot.views.orders import pick_label
 from crm.palette import Palette
@@ -136,6 +136,77 @@ def cancel_keyboard(follow_up_id: int) -> InlineKeyboardMarkup:
                     text=_("✖️ Cancel follow-up"),
                     callback_data=FollowCb(action=FollowAction.CANCEL, id=follow_up_id).pack(),
                 )
+            ]
+        ]
+    )
+
+
+def _care(text: str, action: CareAction, message_id: int) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=CareCb(action=action, id=message_id).pack())
+
+
+def approval_keyboard(message_id: int, *, task: bool) -> InlineKeyboardMarkup:
+    """Approve · Skip · Edit · Approve all of this rule today; a call task has no text to edit."""
+    if task:
+        return InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    _care(_("📞 I'll call"), CareAction.APPROVE, message_id),
+                    _care(_("⏭ Skip"), CareAction.SKIP, message_id),
+                ]
+            ]
+        )
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _care(_("✅ Approve"), CareAction.APPROVE, message_id),
+                _care(_("⏭ Skip"), CareAction.SKIP, message_id),
+                _care(_("✏️ Edit"), CareAction.EDIT, message_id),
+            ],
+            [_care(_("✅ Approve all of this rule today"), CareAction.APPROVE_RULE, message_id)],
+        ]
+    )
+
+
+def task_keyboard(message_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[_care(_("✅ Called"), CareAction.DONE, message_id)]])
+
+
+def care_digest_keyboard(items: list[tuple[int, int, bool]]) -> InlineKeyboardMarkup | None:
+    """A row per waiting message in a digest or /queue: (number, id, is a call task)."""
+    rows = []
+    for n, mid, task in items:
+        if task:
+            rows.append(
+                [_care(_("📞 {n}").format(n=n), CareAction.APPROVE, mid), _care("⏭", CareAction.SKIP, mid)]
+            )
+        else:
+            rows.append(
+                [
+                    _care(_("✅ {n}").format(n=n), CareAction.APPROVE, mid),
+                    _care("⏭", CareAction.SKIP, mid),
+                    _care("✏️", CareAction.EDIT, mid),
+                ]
+            )
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def alert_keyboard(message_id: int, *, taken: bool) -> InlineKeyboardMarkup:
+    if taken:
+        return InlineKeyboardMarkup(
+            inline_keyboard=[[_care(_("✅ Resolved"), CareAction.RESOLVED, message_id)]]
+        )
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[_care(_("🙋 I'll handle it"), CareAction.TAKE, message_id)]]
+    )
+
+
+def edit_confirm_keyboard(message_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _care(_("✅ Approve this text"), CareAction.CONFIRM_EDIT, message_id),
+                _care(_("✖️ Discard"), CareAction.DISCARD_EDIT, message_id),
             ]
         ]
     )

@@ -10,15 +10,37 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm.events import ORDER_STEPS, CustomerData, Event, EventError, OrderData, RestockData, advance
+from crm.events import (
+    ORDER_STEPS,
+    CustomerData,
+    Event,
+    EventError,
+    OrderData,
+    RestockData,
+    ReviewData,
+    advance,
+)
 from storage import followups
 from storage.figures import refresh_figures
-from storage.models import Customer, FollowUp, Order, ShopEvent
+from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent
+
+
+class CareHook(Protocol):
+    """Plans care messages from an applied event, in the same transaction (storage/care_planner.py)."""
+
+    async def on_order(
+        self, session: AsyncSession, event: Event, order: Order, now: datetime
+    ) -> list[CareMessage]: ...
+
+    async def on_review(
+        self, session: AsyncSession, event: Event, data: ReviewData, order: Order, now: datetime
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -27,6 +49,7 @@ class Applied:
     duplicates: int = 0
     resolved: list[FollowUp] = field(default_factory=list)
     restocked: int = 0
+    care_dropped: list[CareMessage] = field(default_factory=list)  # their cards need redrawing
 
 
 async def _customer(session: AsyncSession, external_id: str, now: datetime) -> Customer:
@@ -83,6 +106,7 @@ async def apply_events(
     resolves: Callable[[str], Sequence[str]],
     restock_scenarios: Sequence[str],
     now: datetime,
+    care: CareHook | None = None,
 ) -> Applied:
     """Apply a batch atomically. `resolves(event_type)` names the scenario keys an event answers.
     Raises EventError (nothing written) when an event cannot be applied."""
@@ -115,6 +139,14 @@ async def apply_events(
                     reason=event.type,
                     now=now,
                 )
+                if care is not None:
+                    result.care_dropped += await care.on_order(session, event, order, now)
+            elif isinstance(data, ReviewData):
+                reviewed = (await session.exec(select(Order).where(Order.order_no == data.order_id))).first()
+                if reviewed is None:
+                    raise EventError(f"review of order {data.order_id}: that order is unknown")
+                if care is not None:
+                    await care.on_review(session, event, data, reviewed, now)
             elif isinstance(data, RestockData):
                 result.restocked += await followups.restocked(
                     session=session, product=data.product, scenarios=restock_scenarios, now=now

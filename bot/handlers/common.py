@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, User
 from aiogram.utils.i18n import get_i18n
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import TeamChat
 
 
 def _unchanged(exc: TelegramBadRequest) -> bool:
@@ -55,3 +57,8 @@ async def release(session: AsyncSession) -> None:
     """End the read transaction before talking to Telegram: the connection goes back to the pool
     instead of waiting out a network round trip (loaded objects stay usable)."""
     await session.commit()
+
+
+def is_lead(user: User, is_admin: bool, team_chat: TeamChat | None) -> bool:
+    """ADMIN_IDS, or whoever bound the group."""
+    return is_admin or (team_chat is not None and team_chat.bound_by == user.id)

@@ -14,7 +14,7 @@ from bot.callbacks import CardAction, CardCb, FollowAction, FollowCb, ScenarioCb
 from bot.card_service import CardService
 from bot.clock import Clock
 from bot.followup_engine import FollowUpEngine, redraw, still_open
-from bot.handlers.common import current_locale, masks_contacts, release, replace, replace_markup
+from bot.handlers.common import current_locale, is_lead, masks_contacts, release, replace, replace_markup
 from bot.keyboards import cancel_keyboard, list_keyboard, scenarios_keyboard
 from bot.scenario_book import ScenarioBook
 from bot.views.card import display_name
@@ -433,10 +433,6 @@ async def show_table(
     await message.answer(render_table(table, _ctx(clock, cards, table)))
 
 
-def _is_lead(user: User, is_admin: bool, team_chat: TeamChat | None) -> bool:
-    return is_admin or (team_chat is not None and team_chat.bound_by == user.id)
-
-
 @router.message(Command("scenario"))
 async def change_scenario(
     message: Message,
@@ -449,7 +445,7 @@ async def change_scenario(
 ) -> None:
     usage = _("Usage: /scenario set KEY minutes N (1–1440), or /scenario set KEY reply TEXT")
     assert message.from_user is not None
-    if not _is_lead(message.from_user, is_admin, team_chat):
+    if not is_lead(message.from_user, is_admin, team_chat):
         await message.answer(_("Only a team lead can change the scenario table."))
         return
     parts = (command.args or "").split(maxsplit=3)
