@@ -39,6 +39,7 @@ from bot.views.followups import (
     render_list,
     render_reminder,
 )
+from bot.wakeup import Wakeup
 from crm.followups import OPEN_STATES, State, Step, lateness
 from crm.working_hours import WorkingHours
 from storage import followups
@@ -48,7 +49,6 @@ from storage.models import FollowUp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WAKE_JOB, SWEEP_JOB = "follow_ups_wake", "follow_ups_sweep"
 
 
 class ReminderSender(Protocol):
@@ -130,47 +130,26 @@ class FollowUpEngine:
         self.lease = timedelta(seconds=settings.timer_lease_seconds)
         self.grace = timedelta(minutes=settings.reminder_grace_minutes)
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._running = False
-        self._again = False
-        self._wake_at: datetime | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.wakeup = Wakeup(scheduler, clock, "follow_ups", self._run_due)
         # SQLite: each claim or record is one call in one writer thread (storage.db.ThreadedWrites),
         # not a dozen hops through aiosqlite, and never two writers polling for SQLite's one lock.
         self._writes = ThreadedWrites(settings.database_url) if settings.is_sqlite else None
 
     # Waking up ------------------------------------------------------------------------------------
     def start(self) -> None:
-        self.scheduler.add_job(
-            self.run_due,
-            "interval",
-            seconds=self.settings.timer_sweep_seconds,
-            id=SWEEP_JOB,
-            replace_existing=True,
-            max_instances=4,
-            coalesce=True,
-        )
+        self.wakeup.sweep_every(self.settings.timer_sweep_seconds)
         self.kick()
 
     def kick(self) -> None:
         """Run a pass now (new timers, a reminder delivered, a restart)."""
-        task = asyncio.get_running_loop().create_task(self.run_due())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.wakeup.kick()
 
     def wake_at(self, at: datetime) -> None:
         """Make sure the engine is awake at `at` (the bot's clock)."""
-        if self._wake_at is not None and self._wake_at <= at and self._wake_at > self.clock.now():
-            return
-        self._wake_at = at
-        self.scheduler.add_job(
-            self.run_due,
-            "date",
-            run_date=self.clock.to_real(at),
-            id=WAKE_JOB,
-            replace_existing=True,
-            misfire_grace_time=None,
-            max_instances=4,
-        )
+        self.wakeup.wake_at(at)
+
+    async def run_due(self) -> None:
+        await self.wakeup.run()
 
     async def _work(self, unit: Callable[[Session], T]) -> T:
         """Run one synchronous unit of work from storage.followups (it commits)."""
@@ -179,34 +158,25 @@ class FollowUpEngine:
         async with self.sessions() as session:
             return await session.run_sync(unit)
 
-    async def run_due(self) -> None:
-        if self._running:
-            self._again = True  # the run under way goes round once more
+    async def _run_due(self) -> None:
+        while True:
+            self.wakeup.again = False
+            looked_at = self.clock.now()
+            if await self._pass(looked_at) or self.wakeup.again:
+                continue
+            upcoming = await self._work(followups.next_fire_at_sync)
+            if self.wakeup.again:  # a reminder landed (or a timer was set) while we looked
+                continue
+            now = self.clock.now()
+            if upcoming is not None and upcoming > now:
+                self.wakeup.wake_at(upcoming)
+            elif upcoming is not None and upcoming > looked_at:
+                continue  # fell due since the pass looked: take it now
+            elif upcoming is not None and not self._inflight:
+                # Due but not ours to take right now (another process holds it): look again soon.
+                self.wakeup.wake_at(now + timedelta(seconds=1))
+            # Chats with a reminder in flight are looked at again when it lands (kick()).
             return
-        self._running = True
-        try:
-            while True:
-                self._again = False
-                looked_at = self.clock.now()
-                if await self._pass(looked_at) or self._again:
-                    continue
-                upcoming = await self._work(followups.next_fire_at_sync)
-                if self._again:  # a reminder landed (or a timer was set) while we looked
-                    continue
-                now = self.clock.now()
-                if upcoming is not None and upcoming > now:
-                    self.wake_at(upcoming)
-                elif upcoming is not None and upcoming > looked_at:
-                    continue  # fell due since the pass looked: take it now
-                elif upcoming is not None and not self._inflight:
-                    # Due but not ours to take right now (another process holds it): look again soon.
-                    self.wake_at(now + timedelta(seconds=1))
-                # Chats with a reminder in flight are looked at again when it lands (kick()).
-                break
-        except Exception:  # the sweep comes back in a few seconds; nothing is lost meanwhile
-            log.exception("follow-up pass failed")
-        finally:
-            self._running = False
 
     async def _pass(self, now: datetime) -> bool:
         """Claim what is due in every chat not busy sending; returns whether there may be more."""
