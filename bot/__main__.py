@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +28,23 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def start_errors_exit() -> Iterator[None]:
+    """A wrong YAML file under TOUCHPOINT_CONFIG, or no Bot API to talk to: one clear line."""
+    from bot.palette_file import CONFIG_ERRORS
+
+    from aiogram.exceptions import TelegramNetworkError
+
+    try:
+        yield
+    except CONFIG_ERRORS as exc:
+        console.print(f"[red]Configuration: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except TelegramNetworkError as exc:
+        console.print(f"[red]Cannot reach the Bot API (TELEGRAM_API_BASE): {exc.message}[/red]")
+        raise typer.Exit(3) from None
+
+
 @cli.command()
 def run() -> None:
     """Run the bot against Telegram (or TELEGRAM_API_BASE) with the settings it finds."""
@@ -45,7 +64,7 @@ def run() -> None:
         await run_polling(await build_app(settings))
 
     # uvloop: the same asyncio API on libuv, measurably cheaper per update (bench/e2e_throughput.py).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with start_errors_exit(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
 
 
@@ -61,7 +80,8 @@ def sandbox(
     from sandbox.runner import run_sandbox
 
     settings = settings_or_exit()
-    asyncio.run(run_sandbox(settings, port=port or settings.sandbox_port, customers=customers, chat=chat))
+    with start_errors_exit():
+        asyncio.run(run_sandbox(settings, port=port or settings.sandbox_port, customers=customers, chat=chat))
 
 
 @cli.command()

@@ -10,9 +10,14 @@ from typing import Any, TypeVar
 import yaml
 
 from bot.views.labels import TAGS
+from crm.care_rules import CareRuleError
 from crm.palette import Palette, PaletteError, parse_palette
+from crm.scenarios import ScenarioError
+from crm.templates import TemplateError
 
 T = TypeVar("T")
+# What a wrong file under TOUCHPOINT_CONFIG raises: start-up reports it in one line, no traceback.
+CONFIG_ERRORS: tuple[type[ValueError], ...] = (PaletteError, ScenarioError, CareRuleError, TemplateError)
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 

@@ -21,6 +21,9 @@ GET    /control/faults, DELETE              list, clear
 GET    /control/calls                       ?method&since → [call]
 GET    /control/stats, /commands, /bots     observation
 GET    /control/limits, POST                {enforce?, per_chat_per_second?, per_chat_burst?, ...}
+POST   /control/outbox                      the sandbox's SMS gateway: a care delivery (JSON, with an
+                                            Idempotency-Key header) → 200, or 409 for a key seen before
+GET    /control/outbox                      → [delivery]
 POST   /control/reset                       forget everything
 ==========================================  ====================================================
 """
@@ -350,6 +353,22 @@ async def get_limits(request: web.Request) -> web.Response:
     return json_response(_emu(request).limiter.describe())
 
 
+async def deliver_to_outbox(request: web.Request) -> web.Response:
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise ControlError("an Idempotency-Key header is required")
+    body = await _body(request)
+    outbox = _emu(request).outbox
+    if key in outbox:
+        return json_response({"ok": True, "duplicate": True}, status=409)
+    outbox[key] = body
+    return json_response({"ok": True})
+
+
+async def read_outbox(request: web.Request) -> web.Response:
+    return json_response(list(_emu(request).outbox.values()))
+
+
 async def reset(request: web.Request) -> web.Response:
     _emu(request).reset()
     return json_response({"ok": True})
@@ -375,4 +394,6 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_get("/control/bots", bots)
     app.router.add_post("/control/limits", set_limits)
     app.router.add_get("/control/limits", get_limits)
+    app.router.add_post("/control/outbox", deliver_to_outbox)
+    app.router.add_get("/control/outbox", read_outbox)
     app.router.add_post("/control/reset", reset)

@@ -244,6 +244,8 @@ class Emulator:
         self.files: dict[str, StoredFile] = {}
         self.unclaimed_updates: list[Json] = []  # arrived before any bot connected
         self.calls: list[Json] = []
+        # The shop side in the sandbox: care messages the bot delivered (its webhook channel points here).
+        self.outbox: dict[str, Json] = {}
         self.method_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self.too_many_requests = 0

@@ -43,6 +43,8 @@ def sandbox_settings(settings: Settings, base_url: str) -> Settings:
         "admin_ids": settings.admin_ids | {PEOPLE["lead"]["id"]},
         "database_url": SANDBOX_DATABASE,
     }
+    if not settings.care_webhook_url:  # approved care messages land in the emulator's outbox
+        update["care_webhook_url"] = f"{base_url}/control/outbox"
     return settings.model_copy(update=update)
 
 
