@@ -48,7 +48,7 @@ from sqlalchemy.pool import NullPool
 
 from crm.lookup import normalize_phone
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
-from storage.figures import FIGURE_COLUMNS, refresh_figures
+from storage.figures import refresh_figures
 from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
 from storage.import_values import (
     FLASH_SALE,
@@ -403,7 +403,6 @@ _ORDER_LIMITS = {
     name: max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
 }
 _EXTERNAL_ID_MAX = max_len(_customer, "external_id")
-_NO_FIGURES: tuple[Any, ...] = (0, 0, 0, 0, None, None, None, None)
 _STATUS_AS_IS = {status: status for status in ("created", "paid", "shipped", "signed", "closed", "refunded")}
 
 
@@ -429,9 +428,7 @@ class _Orders:
         self.products: dict[str, int] = {}  # the current batch's item names -> product ids
         self.upsert_sql = sql.insert(_orders, ORDER_ROW, "order_no", update=ORDER_ROW[1:13] + ORDER_ROW[14:])
         self.select_sql = "SELECT " + ", ".join(ORDER_ROW) + " FROM orders WHERE {where}"
-        self.buyers_sql = (
-            "SELECT id, external_id, " + ", ".join(FIGURE_COLUMNS) + " FROM customer WHERE {where}"
-        ) + sql.for_update
+        self.buyers_sql = "SELECT id, external_id FROM customer WHERE {where}" + sql.for_update
         self.bare_customer_sql = sql.insert(
             _customer, ("external_id", "id", "updated_at"), "external_id", constants=_COUNTER_ZEROS
         )
@@ -443,9 +440,7 @@ class _Orders:
         )
         self.item_delete_sql = sql.numbered("DELETE FROM order_item WHERE order_pk = ? AND product_pk = ?")
         self.item_owner_sql = sql.numbered("UPDATE order_item SET customer_pk = ? WHERE order_pk = ?")
-        self.figures_sql = sql.numbered(
-            "UPDATE customer SET " + ", ".join(f"{name} = ?" for name in FIGURE_COLUMNS) + " WHERE id = ?"
-        )
+        self.ties_sql, self.figures_sql = _fresh_figures_sql(sql)
 
     # -- parsing: the hot loop; the common case inline, the rest in helpers ------------------
 
@@ -518,11 +513,12 @@ class _Orders:
     async def write(
         self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, errors: _Errors
     ) -> None:
-        pks, figures = await self._buyers(db, batch)
+        pks = await self._buyers(db, batch)
         stored = await db.fetch_in(self.select_sql, "order_no", [p[0] for p in batch])
         existing = {row[0]: tuple(row) for row in stored}
         stored_items = await self._stored_items(db, [row[_O_ID] for row in existing.values()])
-        ids = iter(await db.allocate_ids("orders", len(batch) - len(existing)))
+        new_ids = await db.allocate_ids("orders", len(batch) - len(existing))
+        ids = iter(new_ids)
         products = await self._resolve_products(db, batch)
         pg = self.sql.pg
 
@@ -571,18 +567,14 @@ class _Orders:
         await db.many(self.item_owner_sql, items.owners)
         await db.many(self.item_delete_sql, items.deletes)
         await db.many(self.item_sql, items.writes)
-        fresh = [row for row in writes if row[_O_ORDER_NO] not in existing]
-        await self._update_figures(db, figures, fresh, recompute)
+        await self._update_figures(db, new_ids, recompute)
 
-    async def _buyers(self, db: _Db, batch: list[tuple[Any, ...]]) -> tuple[dict[str, int], dict[int, tuple]]:
-        """The batch's customers (locked on PostgreSQL): external id -> pk, and pk -> stored figures.
+    async def _buyers(self, db: _Db, batch: list[tuple[Any, ...]]) -> dict[str, int]:
+        """The batch's customers (locked on PostgreSQL): external id -> pk.
         Unknown customers are created bare (external id only)."""
         keys = list({p[_P_EXT]: None for p in batch})
-        pks: dict[str, int] = {}
-        figures: dict[int, tuple[Any, ...]] = {}
-        for row in await db.fetch_in(self.buyers_sql, "external_id", keys):
-            pks[row[1]] = row[0]
-            figures[row[0]] = tuple(row[2:])
+        found = await db.fetch_in(self.buyers_sql, "external_id", keys)
+        pks: dict[str, int] = {external_id: pk for pk, external_id in found}
         missing = [key for key in keys if key not in pks]
         if missing:
             ids = await db.allocate_ids("customer", len(missing))
@@ -591,8 +583,7 @@ class _Orders:
                 self.bare_customer_sql, [(key, pk, now) for key, pk in zip(missing, ids, strict=True)]
             )
             pks.update(zip(missing, ids, strict=True))
-            figures.update(dict.fromkeys(ids, _NO_FIGURES))
-        return pks, figures
+        return pks
 
     async def _stored_items(self, db: _Db, order_pks: list[int]) -> dict[int, dict[int, tuple[int, int]]]:
         """order pk -> product pk -> (quantity, customer_pk), for the orders already stored."""
@@ -639,30 +630,16 @@ class _Orders:
         status = _settle_status(status, times)
         return (parsed[0], *times, status, *rest, old[_O_ID], customer_pk)
 
-    async def _update_figures(
-        self, db: _Db, stored: dict[int, tuple[Any, ...]], fresh: list[tuple[Any, ...]], recompute: set[int]
-    ) -> None:
-        """Adds the new orders to the stored figures; customers whose orders changed are recomputed."""
-        added: dict[int, list[tuple[Any, ...]]] = {}
-        for row in fresh:
-            added.setdefault(row[_O_CUSTOMER], []).append(row)
-        updates: list[tuple[Any, ...]] = []
-        for pk, rows in added.items():
-            if pk in recompute:
-                continue
-            before = stored[pk]
-            after = _add_orders(before, rows)
-            if after is None:
-                recompute.add(pk)
-            elif after != before:
-                updates.append((*after, pk))
-        updates.sort(key=itemgetter(-1))  # in id order: neighbouring rows share pages
-        await db.many(self.figures_sql, updates)
+    async def _update_figures(self, db: _Db, new_ids: list[int], recompute: set[int]) -> None:
+        """Adds the batch's new orders (already written) to their customers' figures in two set
+        statements; customers whose stored orders changed, or whose new first / last purchase ties
+        with the stored one, are recomputed from all their orders instead."""
+        if new_ids:
+            fresh = _fresh_params(self.sql, new_ids)
+            recompute.update(row[0] for row in await db.fetch(self.ties_sql, fresh))
+            await db.execute(self.figures_sql, (*fresh * 3, *_excluded_params(self.sql, recompute)))
         if recompute:
             await db.refresh_figures(recompute)
-
-
-_O_ORDER_NO = 0
 
 
 def _before_created(times: Sequence[Any]) -> RowError:
@@ -698,29 +675,76 @@ class _ItemWrites:
         return changed
 
 
-def _add_orders(stored: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
-    """The figures after adding new orders, as compute_figures gives over all orders taken in
-    (created_at, id) order; None when a tie with the stored first / last purchase needs a recompute."""
-    count, purchases, total, largest, first_at, first_cents, last_at, last_cents = stored
-    count += len(rows)
-    paid = [r for r in rows if r[_O_PAID] is not None and r[_O_REFUNDED] is None]
-    if paid:
-        purchases += len(paid)
-        total += sum(r[_O_AMOUNT] for r in paid)
-        largest = max(largest, *(r[_O_AMOUNT] for r in paid))
-        first = min(paid, key=_purchase_order) if len(paid) > 1 else paid[0]
-        last = max(paid, key=_purchase_order) if len(paid) > 1 else paid[0]
-        if first[_O_PAID] == first_at or last[_O_PAID] == last_at:
-            return None
-        if first_at is None or first[_O_PAID] < first_at:
-            first_at, first_cents = first[_O_PAID], first[_O_AMOUNT]
-        if last_at is None or last[_O_PAID] > last_at:
-            last_at, last_cents = last[_O_PAID], last[_O_AMOUNT]
-    return (count, purchases, total, largest, first_at, first_cents, last_at, last_cents)
+_PURCHASE = "{o}.paid_at IS NOT NULL AND {o}.refunded_at IS NULL"
 
 
-def _purchase_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return row[_O_PAID], row[_O_CREATED], row[_O_ID]
+def _fresh_params(sql: _Sql, new_ids: list[int]) -> tuple[Any, ...]:
+    """Parameters of the `{fresh}` predicate: the batch's new order ids (SQLite allocates a range)."""
+    return (new_ids,) if sql.pg else (new_ids[0], new_ids[-1])
+
+
+def _excluded_params(sql: _Sql, pks: set[int]) -> tuple[Any, ...]:
+    return (sorted(pks),) if sql.pg else (json.dumps(sorted(pks)),)
+
+
+def _fresh_figures_sql(sql: _Sql) -> tuple[str, str]:
+    """The two statements of _Orders._update_figures, in the dialect's parameter style.
+
+    New orders are aggregated per customer (one pass over the batch's id range) and merged into the
+    stored figures exactly as compute_figures would over all orders in (created_at, id) order: the
+    first purchase is the earliest paid_at (tie: the earliest created, then lowest id), the last the
+    latest paid_at (tie: the latest created, then highest id). A new first / last equal to the stored
+    one is a tie with an order not in the batch: the ties statement lists those customers."""
+
+    def fresh(alias: str) -> str:
+        return f"{alias}.id = ANY(?)" if sql.pg else f"{alias}.id BETWEEN ? AND ?"
+
+    bought = _PURCHASE.format(o="o")
+    new = (
+        "SELECT o.customer_pk AS pk, count(*) AS cnt, "
+        f"count(CASE WHEN {bought} THEN 1 END) AS bought, "
+        f"coalesce(sum(CASE WHEN {bought} THEN o.amount_cents END), 0) AS spent, "
+        f"coalesce(max(CASE WHEN {bought} THEN o.amount_cents END), 0) AS largest, "
+        f"min(CASE WHEN {bought} THEN o.paid_at END) AS first_at, "
+        f"max(CASE WHEN {bought} THEN o.paid_at END) AS last_at "
+        f"FROM orders o WHERE {fresh('o')} GROUP BY o.customer_pk"
+    )
+    ties = (
+        f"SELECT n.pk FROM ({new}) n JOIN customer c ON c.id = n.pk "
+        "WHERE n.first_at = c.first_purchase_at OR n.last_at = c.last_purchase_at"
+    )
+    first_wins = (
+        "n.first_at IS NOT NULL AND (customer.first_purchase_at IS NULL "
+        "OR n.first_at < customer.first_purchase_at)"
+    )
+    last_wins = (
+        "n.last_at IS NOT NULL AND (customer.last_purchase_at IS NULL "
+        "OR n.last_at > customer.last_purchase_at)"
+    )
+
+    def amount_at(end: str, order: str) -> str:
+        return (
+            f"(SELECT f.amount_cents FROM orders f WHERE f.customer_pk = n.pk AND {fresh('f')} "
+            f"AND f.paid_at = n.{end}_at AND f.refunded_at IS NULL ORDER BY {order} LIMIT 1)"
+        )
+
+    excluded = "n.pk <> ALL(?)" if sql.pg else "n.pk NOT IN (SELECT value FROM json_each(?))"
+    update = (
+        "UPDATE customer SET "
+        "orders_count = customer.orders_count + n.cnt, "
+        "purchases = customer.purchases + n.bought, "
+        "total_spent_cents = customer.total_spent_cents + n.spent, "
+        "max_payment_cents = CASE WHEN n.largest > customer.max_payment_cents THEN n.largest "
+        "ELSE customer.max_payment_cents END, "
+        f"first_purchase_at = CASE WHEN {first_wins} THEN n.first_at ELSE customer.first_purchase_at END, "
+        f"first_purchase_cents = CASE WHEN {first_wins} THEN {amount_at('first', 'f.created_at, f.id')} "
+        "ELSE customer.first_purchase_cents END, "
+        f"last_purchase_at = CASE WHEN {last_wins} THEN n.last_at ELSE customer.last_purchase_at END, "
+        f"last_purchase_cents = CASE WHEN {last_wins} "
+        f"THEN {amount_at('last', 'f.created_at DESC, f.id DESC')} ELSE customer.last_purchase_cents END "
+        f"FROM ({new}) n WHERE customer.id = n.pk AND {excluded}"
+    )
+    return sql.numbered(ties), sql.numbered(update)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ partial files, bare customers, batch atomicity, and figures that match crm.figur
 from __future__ import annotations
 
 import csv
+import random
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -248,6 +249,44 @@ async def test_ties_on_paid_at_follow_compute_figures(engine: AsyncEngine, tmp_p
     (c,) = await rows(engine, select(Customer))
     # Fed by created_at: the earliest created wins the first purchase, the latest created the last.
     assert (c.first_purchase_cents, c.last_purchase_cents, c.purchases) == (7000, 3000, 3)
+    await assert_figures_consistent(engine)
+
+
+async def test_new_orders_tying_in_and_across_batches_keep_figures_exact(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Coarse times (many equal paid_at / created_at), refunds and unpaid orders, fed in small
+    batches over several files: the set-based figure update must agree with compute_figures."""
+    rng = random.Random(5)
+    minutes = [f"2024-05-01 10:0{m}" for m in range(4)]
+    number = 0
+    for part in range(4):
+        lines = []
+        for _ in range(30):
+            number += 1
+            created = rng.choice(minutes)
+            paid = rng.choice([*minutes[minutes.index(created) :], ""])
+            status = rng.choice(["", "", "refunded"]) if paid else ""
+            lines.append(
+                f"O{number},C{rng.randrange(5)},{created},{paid},,,{status},{rng.randrange(1, 90)},,,,"
+            )
+        path = write(tmp_path / f"part{part}.csv", ORDERS_HEADER + "\n" + "\n".join(lines) + "\n")
+        done = await import_file(engine=engine, kind="orders", path=path, batch_size=rng.choice([3, 7, 30]))
+        assert done.failed == 0
+        await assert_figures_consistent(engine)
+
+
+async def test_ties_inside_one_batch_follow_compute_figures(engine: AsyncEngine, tmp_path: Path) -> None:
+    same = "2024-05-01 10:05:00"
+    text = (
+        f"{ORDERS_HEADER}\nO2,C1,2024-05-01 10:01,{same},,,,30,,,,\n"
+        f"O0,C1,2024-05-01 09:00,{same},,,,70,,,,\nO1,C1,2024-05-01 09:00,{same},,,,50,,,,\n"
+        f"O3,C1,2024-05-01 10:01,{same},,,,20,,,,\n"
+    )
+    await import_file(engine=engine, kind="orders", path=write(tmp_path / "a.csv", text))
+    (c,) = await rows(engine, select(Customer))
+    # created_at first, then file order (ids): O0 is the first purchase, O3 the last.
+    assert (c.first_purchase_cents, c.last_purchase_cents, c.max_payment_cents) == (7000, 2000, 7000)
     await assert_figures_consistent(engine)
 
 
