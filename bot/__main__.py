@@ -31,9 +31,9 @@ def settings_or_exit(**overrides: object) -> Settings:
 @contextmanager
 def start_errors_exit() -> Iterator[None]:
     """A wrong YAML file under TOUCHPOINT_CONFIG, or no Bot API to talk to: one clear line."""
-    from bot.palette_file import CONFIG_ERRORS
-
     from aiogram.exceptions import TelegramNetworkError
+
+    from bot.palette_file import CONFIG_ERRORS
 
     try:
         yield

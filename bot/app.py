@@ -33,6 +33,7 @@ from bot.jobs.shift_summary import post_shift_summaries
 from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
 from bot.outbound import SendPacer, install_pacing
 from bot.palette_file import load_palette
+from bot.routes import Routes
 from bot.scenario_book import ScenarioBook, load_table
 from bot.team_directory import TeamDirectory
 from bot.web import start_event_api
@@ -160,9 +161,10 @@ async def build_app(settings: Settings) -> App:
     bot = build_bot(settings)
     clock = Clock(settings.sandbox_clock_file)
     scheduler = AsyncIOScheduler(timezone=settings.zone)
+    routes = Routes(sessions)
     followups = FollowUpEngine(
         sessions=sessions,
-        sender=TelegramSender(bot),
+        sender=TelegramSender(bot, routes),
         clock=clock,
         settings=settings,
         i18n=i18n,
@@ -180,6 +182,7 @@ async def build_app(settings: Settings) -> App:
         templates=load_templates(settings.touchpoint_config),
         channels=build_channels(settings),
         scheduler=scheduler,
+        routes=routes,
     )
     planner = CarePlanner(care_table, settings.zone)
     events = EventIntake(sessions=sessions, engine=followups, care=care, planner=planner)

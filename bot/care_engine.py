@@ -28,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.clock import Clock
 from bot.config import Settings
 from bot.keyboards import alert_keyboard, approval_keyboard, care_digest_keyboard, task_keyboard
+from bot.routes import Routes
 from bot.views.care import (
     CareContext,
     dead_letter,
@@ -104,9 +105,10 @@ class CareEngine:
         templates: TemplateBook,
         channels: Mapping[str, Channel],
         scheduler: AsyncIOScheduler,
+        routes: Routes,
     ) -> None:
         self.sessions, self.bot, self.clock, self.settings, self.i18n = sessions, bot, clock, settings, i18n
-        self.table, self.templates, self.channels = table, templates, channels
+        self.table, self.templates, self.channels, self.routes = table, templates, channels, routes
         self.schedule = Schedule(settings.quiet_hours, settings.caps, settings.zone)
         self.lease = timedelta(seconds=settings.timer_lease_seconds)
         self.wakeup = Wakeup(scheduler, clock, "care", self._run_due)
@@ -216,17 +218,17 @@ class CareEngine:
                     error=DropReason.NO_TEAM_CHAT,
                 )
             return
-        async with self.sessions() as session:
-            routes = await care.routes(session=session, chat_id=chat_id)
+        alerts_thread = await self.routes.thread(chat_id, "alerts")
+        approvals_thread = await self.routes.thread(chat_id, "approvals")
         for alert in alerts:
-            await self._post(chat_id, routes.get("alerts"), [alert], token, CareState.ALERT)
+            await self._post(chat_id, alerts_thread, [alert], token, CareState.ALERT)
         if len(cards) <= SINGLE_CARDS:
             for card in cards:
-                await self._post(chat_id, routes.get("approvals"), [card], token, CareState.QUEUED)
+                await self._post(chat_id, approvals_thread, [card], token, CareState.QUEUED)
         else:
             for start in range(0, len(cards), care.DIGEST_MAX):
                 chunk = cards[start : start + care.DIGEST_MAX]
-                await self._post(chat_id, routes.get("approvals"), chunk, token, CareState.QUEUED)
+                await self._post(chat_id, approvals_thread, chunk, token, CareState.QUEUED)
 
     async def _post(
         self, chat_id: int, thread_id: int | None, items: list[CareItem], token: str, state: str

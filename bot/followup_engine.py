@@ -30,6 +30,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.i18n import locale_from_telegram
 from bot.keyboards import list_keyboard, reminder_keyboard
+from bot.routes import Routes
 from bot.scenario_book import ScenarioBook
 from bot.views.card import display_name
 from bot.views.followups import (
@@ -64,13 +65,15 @@ class ReminderSender(Protocol):
 class TelegramSender:
     """Posts through the bot, which paces and retries every call (bot.outbound)."""
 
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
+    def __init__(self, bot: Bot, routes: Routes | None = None) -> None:
+        self.bot, self.routes = bot, routes
 
     async def post(
         self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, items: Sequence[Claimed]
     ) -> int:
-        return (await self.bot.send_message(chat_id, text, reply_markup=markup)).message_id
+        thread = await self.routes.thread(chat_id, "reminders") if self.routes else None
+        sent = await self.bot.send_message(chat_id, text, reply_markup=markup, message_thread_id=thread)
+        return sent.message_id
 
     async def edit(
         self, chat_id: int, message_id: int, text: str, markup: InlineKeyboardMarkup | None

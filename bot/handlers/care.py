@@ -17,6 +17,7 @@ from bot.callbacks import CareAction, CareCb
 from bot.care_engine import CareEngine
 from bot.handlers.common import is_lead, release
 from bot.keyboards import care_digest_keyboard, edit_confirm_keyboard
+from bot.routes import KINDS
 from bot.views.card import display_name
 from bot.views.care import outcome, queue_header, render_digest, rule_title
 from bot.views.format import h
@@ -28,7 +29,6 @@ from storage.customers import find_customers
 from storage.models import CareMessage, TeamChat
 
 router = Router(name="care")
-ROUTE_KINDS = ("approvals", "reminders", "alerts")
 MAX_TEXT = 1000
 
 
@@ -361,14 +361,14 @@ async def route(
     args = (command.args or "").split()
     if not args:
         current = await care.routes(session=session, chat_id=message.chat.id)
-        lines = [f"{kind}: {current.get(kind, '—')}" for kind in ROUTE_KINDS]
+        lines = [f"{kind}: {current.get(kind, '—')}" for kind in KINDS]
         await message.answer(usage + "\n" + "\n".join(lines))
         return
     if not is_lead(message.from_user, is_admin, team_chat):
         await message.answer(_("Only a team lead can route messages to topics."))
         return
     kind = args[0].lower()
-    if kind not in ROUTE_KINDS:
+    if kind not in KINDS:
         await message.answer(usage)
         return
     off = len(args) > 1 and args[1].lower() == "off"
@@ -384,6 +384,7 @@ async def route(
         actor_id=message.from_user.id,
         now=care_engine.clock.now(),
     )
+    care_engine.routes.forget(message.chat.id)
     await message.answer(
         _("✅ {kind} now go to the general thread.").format(kind=kind)
         if off

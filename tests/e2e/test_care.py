@@ -19,13 +19,15 @@ import pytest
 
 from bot.clock import Clock
 from tests.e2e.chat import ChatUser, Emulator, buttons
-from tests.e2e.conftest import AGENT, AGENT_ZH, LEAD, wait_until
+from tests.e2e.conftest import AGENT, AGENT_ZH, LEAD, TOKEN, wait_until
 from tests.e2e.shop import advance, post_events
-from tests.e2e.test_followup_durability import OwnBot, prepare, team_group
+from tests.e2e.test_followup_durability import OwnBot, prepare
 from tests.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 WEBHOOK_SECRET = "care-webhook-secret"
+FORUM_GROUP = -1004000000001
+APPROVALS_TOPIC = 77
 _ids = itertools.count(1)
 
 
@@ -51,11 +53,23 @@ def care_bot(
         CARE_CAP_PER_WEEK="20",
         TIMER_LEASE_SECONDS="10",
         SHOP_NAME="小鱼母婴",
+        DEFAULT_LOCALE="en",  # the group cards in English, for readable assertions
+        # One group takes every test of this module: Telegram's 20 a minute would make them wait.
+        SEND_PER_GROUP_PER_MINUTE="200",
     )
     bot = OwnBot(env, workdir / "bot.log")
     bot.start()
-    chat_id, _agent = team_group(emulator, env["TELEGRAM_BOT_TOKEN"])
-    emulator.add_member(chat_id, AGENT_ZH)
+    # A forum supergroup: care cards go to the general thread until a lead routes them to a topic.
+    chat_id = FORUM_GROUP
+    emulator.call(
+        "POST", "/control/chats", {"id": chat_id, "type": "supergroup", "title": "Care", "is_forum": True}
+    )
+    for member in (LEAD, AGENT, AGENT_ZH):
+        emulator.add_member(chat_id, member)
+    main_bot = int(TOKEN.split(":")[0])
+    emulator.add_member(chat_id, {"id": main_bot, "is_bot": True, "first_name": "main"}, status="left")
+    (bound,) = ChatUser(emulator, chat_id, LEAD, token=env["TELEGRAM_BOT_TOKEN"]).send("/bind")
+    assert "Touchpoint team chat" in bound["text"]
     try:
         yield bot, chat_id
     finally:
@@ -305,3 +319,99 @@ def test_queue_lists_what_waits_and_optout_drops_it(
     assert "no more care messages" in done["text"]
     wait_until(lambda: "opted out" in agent.current(card)["text"], what="the card to say why")
     assert delivered_texts(receiver, order_no) == []
+
+
+def send_in_topic(
+    emulator: Emulator, bot: OwnBot, who: dict[str, Any], text: str, thread: int
+) -> dict[str, Any]:
+    posted = emulator.call(
+        "POST",
+        "/control/messages",
+        {"chat_id": FORUM_GROUP, "from": who, "text": text, "message_thread_id": thread,
+         "token": bot.env["TELEGRAM_BOT_TOKEN"]},
+    )  # fmt: skip
+    result = emulator.call(
+        "GET", "/control/wait", chat_id=FORUM_GROUP, after=posted["message"]["message_id"], timeout=10
+    )
+    (reply,) = [m for m in result["messages"] if m["from"].get("is_bot")]
+    return reply
+
+
+def test_several_due_together_come_as_one_digest_and_a_lead_routes_cards_to_a_topic(
+    emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
+) -> None:
+    bot, chat_id = care_bot
+    agent = user(emulator, care_bot, AGENT)
+    refused = send_in_topic(emulator, bot, AGENT, "/route approvals", APPROVALS_TOPIC)
+    assert "Only a team lead" in refused["text"]
+    routed = send_in_topic(emulator, bot, LEAD, "/route approvals", APPROVALS_TOPIC)
+    assert "now go to this topic" in routed["text"]
+    placed = [new_order(bot.env) for _ in range(5)]
+    orders, customers = [o for o, _c in placed], [c for _o, c in placed]
+    advance(bot.env, 26)
+    digest = card_for(emulator, chat_id, customers[0], kind="wait for approval")
+    assert all(c in digest["text"] for c in customers[1:]), "one digest, not five cards"
+    assert digest.get("message_thread_id") == APPROVALS_TOPIC
+    assert "✅ 2" in [b["text"] for b in buttons(digest)]
+    agent.click(digest, "✅ 2")
+    wait_until(
+        lambda: len(delivered_texts(receiver, orders[1])) == 1, what="the one approved from the digest"
+    )
+    assert all(delivered_texts(receiver, no) == [] for no in orders[:1] + orders[2:])
+    wait_until(lambda: "✅ 2" not in [b["text"] for b in buttons(agent.current(digest))], what="the redraw")
+    send_in_topic(emulator, bot, LEAD, "/route approvals off", APPROVALS_TOPIC)
+
+
+def test_a_rule_a_lead_made_automatic_goes_without_a_card_and_back(
+    emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
+) -> None:
+    bot, chat_id = care_bot
+    agent, lead = user(emulator, care_bot, AGENT), user(emulator, care_bot, LEAD)
+    (refused,) = agent.send("/care auto shipped on")
+    assert "Only a team lead" in refused["text"]
+    (switched,) = lead.send("/care auto shipped on")
+    assert "without approval" in switched["text"]
+    try:
+        order_no, _customer = new_order(bot.env)
+        for kind, extra in (
+            ("order.paid", {}),
+            ("order.shipped", {"carrier": "顺丰", "tracking_no": "SF42"}),
+        ):
+            status, body = post_events(
+                bot.env,
+                {"id": f"{kind}-{order_no}", "type": kind, "occurred_at": now_iso(bot.env),
+                 "data": {"order_id": order_no, **extra}},
+            )  # fmt: skip
+            assert status == 200, body
+        wait_until(lambda: delivered_texts(receiver, order_no), what="the automatic shipped message")
+        (text,) = delivered_texts(receiver, order_no)
+        assert "SF42" in text
+        assert not [m for m in emulator.messages(chat_id) if order_no in m.get("text", "")], "no card"
+    finally:
+        (back,) = lead.send("/care auto shipped off")
+        assert "waits for approval again" in back["text"]
+
+
+def test_a_crash_between_approval_and_delivery_still_delivers_exactly_once(
+    emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
+) -> None:
+    bot, chat_id = care_bot
+    agent = user(emulator, care_bot, AGENT)
+    order_no, _customer = new_order(bot.env)
+    advance(bot.env, 26)
+    card = card_for(emulator, chat_id, order_no)
+    receiver.delay(4, times=1)  # the gateway takes its time: the bot dies while it waits
+    agent.click(card, "✅ Approve")
+    wait_until(
+        lambda: any((r["json"] or {}).get("order_no") == order_no for r in receiver.requests),
+        what="the delivery to start",
+    )
+    bot.crash()
+    bot.start()
+    advance(bot.env, 1)  # past the claim's lease: the restarted bot takes the row again
+    wait_until(lambda: "Sent" in agent.current(card)["text"], timeout=30, what="the card to say it was sent")
+    requests = [r for r in receiver.requests if (r["json"] or {}).get("order_no") == order_no]
+    key = requests[0]["headers"]["Idempotency-Key"]
+    wait_until(lambda: all(r["status"] is not None for r in requests), what="both requests to finish")
+    assert len(requests) == 2, "sent again after the crash, with the same key"
+    assert receiver.delivered[key] == 1 and receiver.duplicates[key] == 1
