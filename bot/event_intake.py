@@ -4,8 +4,11 @@ a follow-up an event answered has its messages edited, never a new message."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -22,6 +25,7 @@ from storage.events import apply_events
 from storage.models import FollowUp, Order
 
 log = logging.getLogger(__name__)
+CARE_LOOK = timedelta(milliseconds=300)
 
 
 @dataclass(slots=True)
@@ -45,6 +49,9 @@ class EventIntake:
         planner: CarePlanner | None = None,
     ) -> None:
         self.sessions, self.engine, self.care, self.planner = sessions, engine, care, planner
+        # SQLite has one writer: batches taking turns here wait on a queue instead of polling for
+        # the file lock (which ends in "database is locked" under load).
+        self._one_writer = asyncio.Lock() if engine.settings.is_sqlite else contextlib.nullcontext()
 
     async def ingest(self, body: Any) -> IntakeResult:
         """Validate every event first; any bad one rejects the batch with nothing written."""
@@ -55,7 +62,7 @@ class EventIntake:
             table = await self.engine.book.current(session)
         restock = [k for k, row in table.rows.items() if row.trigger == Trigger.RESTOCK]
         try:
-            async with self.sessions() as session:
+            async with self._one_writer, self.sessions() as session:
                 applied = await apply_events(
                     session=session,
                     events=parsed,
@@ -74,7 +81,9 @@ class EventIntake:
             if self.care is not None:
                 await self.care.refresh(message)
         if self.care is not None and applied.accepted:
-            self.care.kick()
+            # New plans are due minutes from now, an alert at once: one look soon covers both,
+            # without a pass (and its write) per request.
+            self.care.wakeup.wake_at(self.engine.clock.now() + CARE_LOOK)
         return IntakeResult(accepted=applied.accepted, duplicates=applied.duplicates)
 
     async def _tell(self, f: FollowUp) -> None:

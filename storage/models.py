@@ -262,6 +262,7 @@ class CareMessage(SQLModel, table=True):
         Index("ix_care_message_due", "state", "fire_at"),
         Index("ix_care_message_customer", "customer_pk", "state"),
         Index("ix_care_message_chat", "chat_id", "state"),
+        Index("ix_care_message_order", "order_pk", "state"),  # an order event re-checks its messages
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -85,6 +85,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_care_message_chat', ['chat_id', 'state'], unique=False)
         batch_op.create_index('ix_care_message_customer', ['customer_pk', 'state'], unique=False)
         batch_op.create_index('ix_care_message_due', ['state', 'fire_at'], unique=False)
+        batch_op.create_index('ix_care_message_order', ['order_pk', 'state'], unique=False)
 
     op.create_table('care_attempt',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -122,6 +123,7 @@ def downgrade() -> None:
 
     op.drop_table('care_attempt')
     with op.batch_alter_table('care_message', schema=None) as batch_op:
+        batch_op.drop_index('ix_care_message_order')
         batch_op.drop_index('ix_care_message_due')
         batch_op.drop_index('ix_care_message_customer')
         batch_op.drop_index('ix_care_message_chat')
