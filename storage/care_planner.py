@@ -186,7 +186,7 @@ class CarePlanner:
             await session.exec(
                 orm_select(Order, Customer)
                 .join(Customer, col(Customer.id) == Order.customer_pk)
-                .where(Order.status == "shipped", col(Order.signed_at).is_none())
+                .where(Order.status == "shipped", col(Order.signed_at).is_(None))
             )
         ).all()
         orders = [order_facts(o, cu) for o, cu in shipped]
