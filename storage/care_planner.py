@@ -3,11 +3,12 @@ stored in the transaction of the event (or daily run) that made them."""
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -145,10 +146,15 @@ class CarePlanner:
         c = Customer
         day_of = today - timedelta(days=after_days)
         window_start = datetime.combine(day_of, datetime.min.time(), tzinfo=self.zone) - timedelta(days=1)
+        pg = (await session.connection()).dialect.name == "postgresql"
+        month_day = func.to_char(c.birthday, "MM-DD") if pg else func.strftime("%m-%d", c.birthday)
+        days = [today.strftime("%m-%d")]
+        if days[0] == "02-28" and not calendar.isleap(today.year):
+            days.append("02-29")  # a leap-day birthday is kept on the 28th
         customers = (
             await session.exec(
                 orm_select(c).where(
-                    (col(c.birthday).is_not(None) & (c.purchases >= 1))
+                    (col(c.birthday).is_not(None) & (c.purchases >= 1) & month_day.in_(days))
                     | (
                         (col(c.last_purchase_at) >= window_start)
                         & (col(c.last_purchase_at) < window_start + timedelta(days=3))
