@@ -96,17 +96,22 @@ def migrate() -> None:
 
 @cli.command("import")
 def import_(
-    kind: Annotated[str, typer.Argument(help="customers or orders")],
-    file: Annotated[Path, typer.Argument(help="CSV (UTF-8 or GBK) or .xlsx file")],
+    kind: Annotated[str, typer.Argument(help="customers, orders, or events")],
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8 or GBK) or .xlsx file; events: JSON Lines")],
     errors: Annotated[Path | None, typer.Option(help="where bad rows are written")] = None,
 ) -> None:
-    """Import customers or orders; bad rows go to an error file, good rows land."""
+    """Import customers or orders, or replay shop events into the running bot; bad rows go to an
+    error file, good rows land."""
     from bot.cli_data import import_command
 
-    if kind not in ("customers", "orders"):
-        console.print("[red]KIND must be 'customers' or 'orders'.[/red]")
+    if kind not in ("customers", "orders", "events"):
+        console.print("[red]KIND must be 'customers', 'orders' or 'events'.[/red]")
         raise typer.Exit(2)
     settings = settings_or_exit()
+    if kind == "events":
+        from bot.cli_data import replay_command
+
+        raise typer.Exit(replay_command(settings, file, errors))
     raise typer.Exit(import_command(settings.database_url, kind, file, errors, zone=settings.zone))
 
 

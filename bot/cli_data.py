@@ -22,6 +22,8 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config import Settings
+from bot.event_replay import ReplayAborted, replay_file
 from storage.columns import FileRejected
 from storage.db import create_engine
 from storage.importer import TEAM_ZONE, ImportSummary, import_file
@@ -93,18 +95,23 @@ async def _import_and_report(
     return code
 
 
-async def _import_with_progress(
-    engine: AsyncEngine, kind: str, path: Path, errors_path: Path | None, zone: ZoneInfo, console: Console
-) -> ImportSummary:
-    columns = (
+def _progress(console: Console) -> Progress:
+    return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("rows"),
         TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+
+
+async def _import_with_progress(
+    engine: AsyncEngine, kind: str, path: Path, errors_path: Path | None, zone: ZoneInfo, console: Console
+) -> ImportSummary:
+    with _progress(console) as bar:
         task = bar.add_task(f"Importing {kind} from {path.name}", total=estimate_rows(path))
         report: Callable[[int], None] = lambda rows: bar.update(task, completed=rows)  # noqa: E731
         return await import_file(
@@ -171,3 +178,46 @@ async def _recompute_shop_stats(engine: AsyncEngine, console: Console) -> None:
         return
     with console.status("Recomputing shop-wide RFM and lifecycle cut points…"):
         await recompute_shop_stats(engine)
+
+
+def replay_command(
+    settings: Settings, path: Path, errors_path: Path | None, *, console: Console | None = None
+) -> int:
+    """Replays a JSON Lines file of shop events through the running bot's events API."""
+    console = console or Console()
+    if settings.events_secret is None:
+        console.print("[red]Setting EVENTS_SECRET: missing; the bot's events API is off without it.[/red]")
+        return EXIT_REJECTED
+    if not path.is_file():
+        console.print(f"[red]{path}: no such file.[/red]")
+        return EXIT_REJECTED
+    url = f"http://{settings.http_host}:{settings.http_port}/api/events"
+    errors_path = errors_path or path.with_name(path.name + ".errors.txt")
+    total = path.stat().st_size
+    try:
+        with errors_path.open("w", encoding="utf-8") as errors, _progress(console) as progress:
+            task = progress.add_task(f"events from {path.name}", total=None)
+            summary = asyncio.run(
+                replay_file(
+                    path,
+                    url=url,
+                    secret=settings.events_secret.get_secret_value(),
+                    errors=errors,
+                    progress=lambda lines: progress.update(task, completed=lines),
+                )
+            )
+    except ReplayAborted as exc:
+        console.print(f"[red]{exc}. Is the bot running with this EVENTS_SECRET on {url}?[/red]")
+        return EXIT_REJECTED
+    table = Table(title=f"events from {path.name} ({total:,} bytes)")
+    for column in ("lines", "accepted", "already had", "failed"):
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{n:,}" for n in (summary.lines, summary.accepted, summary.duplicates, summary.failed)))
+    console.print(table)
+    if summary.failed:
+        for number, reason in summary.errors:
+            console.print(f"  line {number}: {reason}")
+        console.print(f"[yellow]{summary.failed} bad lines → {errors_path}; the rest landed.[/yellow]")
+        return EXIT_ROWS_FAILED
+    errors_path.unlink(missing_ok=True)
+    return EXIT_OK
