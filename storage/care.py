@@ -10,7 +10,7 @@ and the channel's idempotency key (the row id) stops the second send from reachi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col
+from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,6 +49,8 @@ T = CareMessage.__table__  # type: ignore[attr-defined]
 CLAIM_BATCH = 200
 DIGEST_MAX = 10
 NOT_COUNTED = (AGENT_TASK, ALERT_CHANNEL)  # what does not reach the customer's phone or inbox
+_CARE_COLUMNS = (T.c.id, T.c.customer_pk, T.c.order_pk, T.c.plan_key, T.c.rule, T.c.state, T.c.due_at,
+                 T.c.message_id)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,43 @@ async def payment_reminder_days(*, session: AsyncSession, customer_pk: int) -> l
         ),
     )
     return list(rows.scalars())
+
+
+def plan_row(p: PlannedCare, customer_pk: int, order_pk: int | None, now: datetime) -> dict[str, Any]:
+    """The care_message row a plan becomes (plan / plan_rows_sync store it)."""
+    return _row(p, customer_pk, order_pk, now)
+
+
+def plan_rows_sync(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """plan, for rows already made (plan_row), many customers at once, in the caller's synchronous
+    transaction: one executemany; a plan key seen before is ignored."""
+    if not rows:
+        return 0
+    conn = session.connection()
+    make = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    result = conn.execute(make(T).on_conflict_do_nothing(index_elements=["plan_key"]), list(rows))
+    return int(result.rowcount or 0)
+
+
+def payment_rows_sync(session: Session, customer_pks: Collection[int]) -> list[Any]:
+    """payment_reminder_days for many customers: (id, customer_pk, order_pk, plan_key, rule, state,
+    due_at, message_id) of their payment reminders that are or were going out."""
+    if not customer_pks:
+        return []
+    stmt = select(*_CARE_COLUMNS).where(
+        T.c.customer_pk.in_(list(customer_pks)),
+        T.c.rule.in_(PAYMENT_RULES),
+        T.c.state.not_in([CareState.DROPPED, CareState.SKIPPED]),
+    )
+    return list(session.connection().execute(stmt))
+
+
+def of_orders_sync(session: Session, order_pks: Collection[int]) -> list[Any]:
+    """The same columns for every care message of these orders (any state): what an order event
+    re-checks, and the plan keys already taken."""
+    if not order_pks:
+        return []
+    return list(session.connection().execute(select(*_CARE_COLUMNS).where(T.c.order_pk.in_(list(order_pks)))))
 
 
 # Claiming -----------------------------------------------------------------------------------------

@@ -4,16 +4,16 @@ stored in the transaction of the event (or daily run) that made them."""
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm.care_queue import CareState
 from crm.care_rules import (
     CareTable,
     CustomerFacts,
@@ -23,11 +23,10 @@ from crm.care_rules import (
     daily,
     on_event,
     one_reminder_a_day,
-    still_applies,
 )
-from crm.events import Event, ReviewData
+from crm.events import ReviewData
 from storage import care
-from storage.models import CareMessage, Customer, Order, OrderItem, Product
+from storage.models import Customer, Order, OrderItem, Product
 
 
 def order_facts(order: Order, customer: Customer) -> OrderFacts:
@@ -63,80 +62,29 @@ class CarePlanner:
     def __init__(self, table: CareTable, zone: ZoneInfo) -> None:
         self.table, self.zone = table, zone
 
-    async def _store(
+    # The event path's hook (storage.events.CareHook): pure, the event path reads and stores.
+    def order_plans(
         self,
-        session: AsyncSession,
-        planned: list[PlannedCare],
-        customer: Customer,
-        order: Order | None,
+        event_type: str,
+        order: OrderFacts,
+        customer: CustomerFacts,
         now: datetime,
-    ) -> None:
-        await care.plan(
-            session=session,
-            planned=planned,
-            customer_pk=customer.id or 0,
-            order_pk=order.id if order else None,
-            now=now,
-        )
+        booked: Callable[[], Iterable[datetime]],
+    ) -> list[PlannedCare]:
+        """What an order event plans; `booked()` gives the customer's payment reminders already
+        going out (one a day), asked only when the event plans one."""
+        planned = on_event(event_type, order, customer, now, self.table)
+        if event_type == "order.created" and planned:
+            planned = one_reminder_a_day(planned, {customer.customer_id: booked()}, self.zone)
+        return planned
 
-    async def on_order(
-        self, session: AsyncSession, event: Event, order: Order, now: datetime
-    ) -> list[CareMessage]:
-        customer = await session.get(Customer, order.customer_pk)
-        assert customer is not None
-        facts = order_facts(order, customer)
-        planned = on_event(event.type, facts, customer_facts(customer), now, self.table)
-        if event.type == "order.created" and planned:
-            booked = await care.payment_reminder_days(session=session, customer_pk=customer.id or 0)
-            planned = one_reminder_a_day(planned, {customer.external_id: booked}, self.zone)
-        await self._store(session, planned, customer, order, now)
-        return await self._drop_stale(session, order, facts, now)
-
-    async def _drop_stale(
-        self, session: AsyncSession, order: Order, facts: OrderFacts, now: datetime
-    ) -> list[CareMessage]:
-        """Messages waiting for this order that the event made pointless (paid: no reminder).
-        Returns those with a card in the group, to be redrawn once the event is stored."""
-        open_states = [CareState.PLANNED, CareState.QUEUED, CareState.APPROVED]
-        rows = (
-            await session.exec(
-                orm_select(CareMessage).where(
-                    CareMessage.order_pk == order.id, col(CareMessage.state).in_(open_states)
-                )
-            )
-        ).all()
-        stale = [m for m in rows if not still_applies(m.rule, facts, now=now)]
-        if not stale:
-            return []
-        t = CareMessage.__table__  # type: ignore[attr-defined]
-        conn = await session.connection()
-        await conn.execute(
-            t.update()
-            .where(and_(t.c.id.in_([m.id for m in stale]), t.c.state.in_(open_states)))
-            .values(state=CareState.DROPPED, drop_reason="no_longer_applies", fire_at=None, decided_at=now)
-        )
-        return [m for m in stale if m.message_id is not None]
-
-    async def on_review(
-        self, session: AsyncSession, event: Event, data: ReviewData, order: Order, now: datetime
-    ) -> None:
-        customer = await session.get(Customer, order.customer_pk)
-        assert customer is not None
-        planned = on_event(
-            event.type,
-            order_facts(order, customer),
-            customer_facts(customer),
-            now,
-            self.table,
-            rating=data.rating,
-        )
-        if not planned:
-            return
-        # A bad or middling review: no marketing until someone has talked to them.
-        customer.bad_reviewer, customer.open_complaint = True, True
-        session.add(customer)
-        planned = [replace(p, values={**p.values, "review": data.text[:500]}) for p in planned]
-        await self._store(session, planned, customer, order, now)
+    def review_plans(
+        self, order: OrderFacts, customer: CustomerFacts, data: ReviewData, now: datetime
+    ) -> list[PlannedCare]:
+        """A bad or middling review: the alert (the caller marks the customer: no marketing until
+        someone has talked to them)."""
+        planned = on_event("review.posted", order, customer, now, self.table, rating=data.rating)
+        return [replace(p, values={**p.values, "review": data.text[:500]}) for p in planned]
 
     async def run_daily(self, session: AsyncSession, now: datetime) -> int:
         """Birthdays, N days after the latest purchase, replenishment, parcels over their normal

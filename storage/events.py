@@ -2,20 +2,33 @@
 
 What an event resolves (the follow-ups it answers) is cancelled in the same transaction, so an
 order paid and its "ordered, not paid" follow-up can never disagree.
+
+The work is synchronous and set-based (`apply_events_sync`): a batch is read in a few statements
+(its event ids, orders, customers, their open follow-ups and care messages), its events are applied
+one after the other in memory, exactly as they would be one by one against the rows, and what
+changed is written back in a few more (an executemany per table), then the figures of the touched
+customers are recomputed. On SQLite it runs as one call in the writer thread (storage.db.
+ThreadedWrites); elsewhere through AsyncSession.run_sync (`apply_events`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, col
+from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm.care_queue import CareState
+from crm.care_rules import PAYMENT_RULES, CustomerFacts, OrderFacts, PlannedCare, still_applies
 from crm.events import (
     ORDER_STEPS,
     CustomerData,
@@ -26,21 +39,50 @@ from crm.events import (
     ReviewData,
     advance,
 )
-from storage import followups
-from storage.figures import refresh_figures
+from storage import care, followups
+from storage.figures_sync import refresh_figures_sync
 from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent
+
+_EVENTS = ShopEvent.__table__  # type: ignore[attr-defined]
+_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
+_ORDERS = Order.__table__  # type: ignore[attr-defined]
+_CARE = CareMessage.__table__  # type: ignore[attr-defined]
+CUSTOMER_FIELDS = tuple(name for name in CustomerData.model_fields if name != "customer_id")
+ORDER_FIELDS = (
+    "created_at",
+    "paid_at",
+    "shipped_at",
+    "signed_at",
+    "closed_at",
+    "refunded_at",
+    "status",
+    "amount_cents",
+    "source",
+    "carrier",
+    "tracking_no",
+    "province",
+)
+OPEN_CARE = (CareState.PLANNED, CareState.QUEUED, CareState.APPROVED)  # what an order event re-checks
+NOT_BOOKED = (CareState.DROPPED, CareState.SKIPPED)  # payment reminders that do not count as sent
+IN_CHUNK = 500  # ids per IN list: well inside every driver's parameter limit
 
 
 class CareHook(Protocol):
-    """Plans care messages from an applied event, in the same transaction (storage/care_planner.py)."""
+    """Plans care messages from an applied event (storage/care_planner.py); pure: the event path
+    reads what it needs and stores the plans in the event's transaction."""
 
-    async def on_order(
-        self, session: AsyncSession, event: Event, order: Order, now: datetime
-    ) -> list[CareMessage]: ...
+    def order_plans(
+        self,
+        event_type: str,
+        order: OrderFacts,
+        customer: CustomerFacts,
+        now: datetime,
+        booked: Callable[[], Iterable[datetime]],
+    ) -> list[PlannedCare]: ...
 
-    async def on_review(
-        self, session: AsyncSession, event: Event, data: ReviewData, order: Order, now: datetime
-    ) -> None: ...
+    def review_plans(
+        self, order: OrderFacts, customer: CustomerFacts, data: ReviewData, now: datetime
+    ) -> list[PlannedCare]: ...
 
 
 @dataclass(slots=True)
@@ -52,57 +94,586 @@ class Applied:
     care_dropped: list[CareMessage] = field(default_factory=list)  # their cards need redrawing
 
 
-async def _customer(session: AsyncSession, external_id: str, now: datetime) -> Customer:
-    found = (await session.exec(select(Customer).where(Customer.external_id == external_id))).first()
-    if found is None:  # an order for a customer we have not seen yet: a bare record, as the importer does
-        found = Customer(external_id=external_id, updated_at=now)
-        session.add(found)
-        await session.flush()
-    return found
+Batch = Sequence[tuple[Event, object]]
 
 
-async def _upsert_customer(session: AsyncSession, data: CustomerData, now: datetime) -> None:
-    customer = await _customer(session, data.customer_id, now)
-    for name, value in data.model_dump(exclude={"customer_id"}, exclude_unset=True).items():
-        setattr(customer, name, value)
-    customer.updated_at = now
-    session.add(customer)
+# The rows a batch works on, in memory --------------------------------------------------------------
+class _Customer:
+    __slots__ = ("birthday", "changes", "ext", "last_purchase_at", "new", "pk", "province", "purchases")
+
+    def __init__(
+        self,
+        pk: int | None,
+        ext: str,
+        purchases: int = 0,
+        birthday: Any = None,
+        last_purchase_at: datetime | None = None,
+        province: str | None = None,
+    ) -> None:
+        self.pk, self.ext, self.purchases, self.birthday = pk, ext, purchases, birthday
+        self.last_purchase_at, self.province = last_purchase_at, province
+        self.changes: dict[str, Any] = {}  # columns to write back
+        self.new = pk is None
+
+    def facts(self) -> CustomerFacts:
+        return CustomerFacts(self.ext, self.purchases, self.birthday, self.last_purchase_at, self.province)
 
 
-async def _apply_order(session: AsyncSession, event: Event, data: OrderData, now: datetime) -> Order:
-    order = (await session.exec(select(Order).where(Order.order_no == data.order_id))).first()
-    if order is None:
-        if data.customer_id is None or data.amount_cents is None:
-            raise EventError(
-                f"order {data.order_id} is unknown: send order.created (customer_id, amount) first"
-            )
-        customer = await _customer(session, data.customer_id, now)
-        assert customer.id is not None
-        order = Order(
-            order_no=data.order_id,
-            customer_pk=customer.id,
-            created_at=data.created_at or event.occurred_at,
-            amount_cents=data.amount_cents,
+class _Order:
+    __slots__ = (
+        "amount_cents",
+        "carrier",
+        "closed_at",
+        "created_at",
+        "customer",
+        "dirty",
+        "new",
+        "order_no",
+        "paid_at",
+        "pk",
+        "province",
+        "refunded_at",
+        "shipped_at",
+        "signed_at",
+        "source",
+        "status",
+        "tracking_no",
+    )
+
+    def __init__(self, pk: int | None, order_no: str, customer: _Customer, **values: Any) -> None:
+        self.pk, self.order_no, self.customer = pk, order_no, customer
+        for name in ORDER_FIELDS:
+            setattr(self, name, values.get(name))
+        self.dirty: set[str] = set()
+        self.new = pk is None
+
+    def set(self, name: str, value: Any) -> None:
+        if getattr(self, name) != value:
+            setattr(self, name, value)
+            self.dirty.add(name)
+
+    def facts(self) -> OrderFacts:
+        c = self.customer
+        return OrderFacts(
+            order_no=self.order_no,
+            customer_id=c.ext,
+            status=self.status,
+            created_at=self.created_at,
+            amount_cents=self.amount_cents,
+            source=self.source,
+            paid_at=self.paid_at,
+            shipped_at=self.shipped_at,
+            signed_at=self.signed_at,
+            carrier=self.carrier,
+            province=self.province or c.province,
+            tracking_no=self.tracking_no,
         )
-    status, stamp = ORDER_STEPS[event.type]
-    for name in ("source", "carrier", "tracking_no", "province"):
-        value = getattr(data, name)
-        if value:
-            setattr(order, name, value)
-    if data.amount_cents is not None and event.type == "order.created":
-        order.amount_cents = data.amount_cents
-    if stamp is not None and getattr(order, stamp) is None:
-        setattr(order, stamp, event.occurred_at)
-    order.status = advance(order.status, status)
-    session.add(order)
-    await session.flush()
-    return order
+
+
+class _Care:
+    """A care message: a stored one (pk) or one this batch plans (row, written at the end)."""
+
+    __slots__ = ("due_at", "message_id", "pk", "row", "rule", "state")
+
+    def __init__(
+        self,
+        pk: int | None,
+        rule: str,
+        state: str,
+        due_at: datetime,
+        message_id: int | None,
+        row: dict[str, Any] | None = None,
+    ) -> None:
+        self.pk, self.rule, self.state, self.due_at, self.message_id, self.row = (
+            pk,
+            rule,
+            state,
+            due_at,
+            message_id,
+            row,
+        )
+
+
+def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+class _Run:
+    """One transaction: requests applied in order, each with its own Applied."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        resolves: Callable[[str], Sequence[str]],
+        restock_scenarios: Sequence[str],
+        now: datetime,
+        care: CareHook | None,
+    ) -> None:
+        self.session, self.conn = session, session.connection()
+        self.resolves, self.restock_scenarios, self.now, self.care = resolves, restock_scenarios, now, care
+        self.customers: dict[str, _Customer] = {}
+        self.orders: dict[str, _Order] = {}
+        self.new_customers: list[_Customer] = []
+        self.new_orders: list[_Order] = []
+        self.care_by_order: dict[str, list[_Care]] = defaultdict(list)
+        self.payments: dict[str, list[_Care]] = defaultdict(list)  # payment reminders, by customer
+        self.plan_keys: set[str] = set()
+        self.new_care: list[tuple[_Care, _Customer, _Order]] = []
+        self.dropped: list[int] = []  # stored care messages the batch made pointless
+        self.open_follow_ups: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self.resolving: list[tuple[int, str, Applied]] = []  # (follow-up id, reason, for whom)
+        self.touched: set[_Customer] = set()
+
+    # Reading ----------------------------------------------------------------------------------------
+    def claim_ids(self, requests: Sequence[Batch]) -> list[list[bool]]:
+        """Insert the events' ids; per request and event, whether it is new (else a duplicate)."""
+        first: dict[str, tuple[Event, object]] = {}
+        for events in requests:
+            for item in events:
+                first.setdefault(item[0].id, item)
+        new: set[str] = set()
+        if first:
+            rows = [
+                {
+                    "id": e.id,
+                    "type": e.type,
+                    "occurred_at": e.occurred_at,
+                    "received_at": self.now,
+                    "payload": json.dumps(e.data, ensure_ascii=False, default=str),
+                }
+                for e, _ in first.values()
+            ]
+            stmt = _insert(self.conn)(_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+            new = set(self.conn.execute(stmt.returning(_EVENTS.c.id), rows).scalars())
+        flags = []
+        for events in requests:
+            mine = []
+            for event, _ in events:
+                mine.append(event.id in new)
+                new.discard(event.id)  # a second copy in the same batch is a duplicate
+            flags.append(mine)
+        return flags
+
+    def load(self, requests: Sequence[Batch], fresh: list[list[bool]]) -> None:
+        order_nos: set[str] = set()
+        customer_ids: set[str] = set()
+        created: set[str] = set()  # customers whose payment reminders an order.created counts
+        for events, flags in zip(requests, fresh, strict=True):
+            for (_, data), new in zip(events, flags, strict=True):
+                if not new:
+                    continue
+                if isinstance(data, OrderData | ReviewData):
+                    order_nos.add(data.order_id)
+                owner = data.customer_id if isinstance(data, CustomerData | OrderData) else None
+                if owner is not None:
+                    customer_ids.add(owner)
+        c, o = _CUSTOMERS.c, _ORDERS.c
+        stored_orders = []
+        for chunk in _chunks(order_nos):
+            stored_orders += self.conn.execute(
+                select(o.id, o.order_no, o.customer_pk, *(o[n] for n in ORDER_FIELDS)).where(
+                    o.order_no.in_(chunk)
+                )
+            ).all()
+        columns = (c.id, c.external_id, c.purchases, c.birthday, c.last_purchase_at, c.province)
+        by_pk: dict[int, _Customer] = {}
+        rows = []
+        for chunk in _chunks(customer_ids):
+            rows += self.conn.execute(select(*columns).where(c.external_id.in_(chunk))).all()
+        owners = {row.customer_pk for row in stored_orders}
+        for chunk in _chunks(owners):
+            rows += self.conn.execute(select(*columns).where(c.id.in_(chunk))).all()
+        for pk, ext, purchases, birthday, last_purchase_at, province in rows:
+            if pk not in by_pk:
+                by_pk[pk] = self.customers[ext] = _Customer(
+                    pk, ext, purchases, birthday, last_purchase_at, province
+                )
+        for row in stored_orders:
+            values = {n: row._mapping[n] for n in ORDER_FIELDS}
+            self.orders[row.order_no] = _Order(row.id, row.order_no, by_pk[row.customer_pk], **values)
+        # What the batch re-checks: its stored orders' care messages and plan keys, the payment
+        # reminders of customers who order, the open follow-ups it may resolve.
+        by_order_pk = {order.pk: order for order in self.orders.values()}
+        seen: dict[int, _Care] = {}
+
+        def remember(row: Any) -> _Care:
+            found = seen.get(row.id)
+            if found is None:
+                found = seen[row.id] = _Care(row.id, row.rule, row.state, row.due_at, row.message_id)
+                self.plan_keys.add(row.plan_key)
+            return found
+
+        if self.care is not None:
+            for row in care.of_orders_sync(self.session, list(by_order_pk)):
+                self.care_by_order[by_order_pk[row.order_pk].order_no].append(remember(row))
+            for events, flags in zip(requests, fresh, strict=True):
+                for (event, data), new in zip(events, flags, strict=True):
+                    if new and event.type == "order.created" and isinstance(data, OrderData):
+                        known = self.orders.get(data.order_id)
+                        owner = known.customer if known else self.customers.get(data.customer_id or "")
+                        if owner is not None and owner.pk is not None:
+                            created.add(owner.ext)
+            pks = {self.customers[ext].pk for ext in created}
+            for chunk in _chunks(pks):
+                for row in care.payment_rows_sync(self.session, chunk):
+                    self.payments[by_pk[row.customer_pk].ext].append(remember(row))
+        scenarios = {
+            s
+            for events in requests
+            for event, data in events
+            if isinstance(data, OrderData)
+            for s in self.resolves(event.type)
+        }
+        if scenarios:
+            for chunk in _chunks(by_pk):
+                for fid, customer_pk, scenario in followups.open_for_customers_sync(
+                    self.session, chunk, scenarios
+                ):
+                    self.open_follow_ups[customer_pk].append((fid, scenario))
+
+    # Applying ---------------------------------------------------------------------------------------
+    def customer(self, external_id: str) -> _Customer:
+        found = self.customers.get(external_id)
+        if found is None:  # an order for a customer we have not seen yet: a bare record, as the importer does
+            found = self.customers[external_id] = _Customer(None, external_id)
+            found.changes["updated_at"] = self.now
+            self.new_customers.append(found)
+        return found
+
+    def upsert_customer(self, data: CustomerData) -> None:
+        customer = self.customer(data.customer_id)
+        for name, value in data.model_dump(exclude={"customer_id"}, exclude_unset=True).items():
+            customer.changes[name] = value
+            if name in ("birthday", "province"):
+                setattr(customer, name, value)
+        customer.changes["updated_at"] = self.now
+
+    def apply_order(self, event: Event, data: OrderData) -> _Order:
+        order = self.orders.get(data.order_id)
+        if order is None:
+            if data.customer_id is None or data.amount_cents is None:
+                raise EventError(
+                    f"order {data.order_id} is unknown: send order.created (customer_id, amount) first"
+                )
+            order = self.orders[data.order_id] = _Order(
+                None,
+                data.order_id,
+                self.customer(data.customer_id),
+                created_at=data.created_at or event.occurred_at,
+                amount_cents=data.amount_cents,
+                status="created",
+            )
+            self.new_orders.append(order)
+        status, stamp = ORDER_STEPS[event.type]
+        for name in ("source", "carrier", "tracking_no", "province"):
+            value = getattr(data, name)
+            if value:
+                order.set(name, value)
+        if data.amount_cents is not None and event.type == "order.created":
+            order.set("amount_cents", data.amount_cents)
+        if stamp is not None and getattr(order, stamp) is None:
+            order.set(stamp, event.occurred_at)
+        order.set("status", advance(order.status, status))
+        return order
+
+    def resolve(self, customer: _Customer, event_type: str, result: Applied) -> None:
+        scenarios = self.resolves(event_type)
+        if not scenarios or customer.pk is None:
+            return
+        still_open = []
+        for fid, scenario in self.open_follow_ups.get(customer.pk, ()):
+            if scenario in scenarios:
+                self.resolving.append((fid, event_type, result))
+            else:
+                still_open.append((fid, scenario))
+        self.open_follow_ups[customer.pk] = still_open
+
+    def plan(self, planned: Sequence[PlannedCare], order: _Order) -> None:
+        for p in planned:
+            if p.key[:160] in self.plan_keys:
+                continue  # planned before: the stored row stands (as ON CONFLICT DO NOTHING would)
+            self.plan_keys.add(p.key[:160])
+            row = care.plan_row(p, 0, None, self.now)
+            item = _Care(None, row["rule"], row["state"], row["due_at"], None, row)
+            self.new_care.append((item, order.customer, order))
+            self.care_by_order[order.order_no].append(item)
+            if item.rule in PAYMENT_RULES:
+                self.payments[order.customer.ext].append(item)
+
+    def booked(self, customer: _Customer) -> list[datetime]:
+        return [m.due_at for m in self.payments.get(customer.ext, ()) if m.state not in NOT_BOOKED]
+
+    def on_order(self, event: Event, order: _Order, result: Applied) -> None:
+        assert self.care is not None
+        facts = order.facts()
+        customer = order.customer
+        planned = self.care.order_plans(
+            event.type, facts, customer.facts(), self.now, lambda: self.booked(customer)
+        )
+        self.plan(planned, order)
+        # Messages waiting for this order that the event made pointless (paid: no reminder); those
+        # with a card in the group are redrawn once the event is stored.
+        for m in self.care_by_order.get(order.order_no, ()):
+            if m.state in OPEN_CARE and not still_applies(m.rule, facts, now=self.now):
+                m.state = CareState.DROPPED
+                if m.row is not None:
+                    m.row.update(
+                        state=CareState.DROPPED,
+                        drop_reason="no_longer_applies",
+                        fire_at=None,
+                        decided_at=self.now,
+                    )
+                else:
+                    assert m.pk is not None
+                    self.dropped.append(m.pk)
+                    if m.message_id is not None:
+                        result.care_dropped.append(CareMessage(id=m.pk))  # filled in at the end
+
+    def on_review(self, data: ReviewData, order: _Order) -> None:
+        assert self.care is not None
+        planned = self.care.review_plans(order.facts(), order.customer.facts(), data, self.now)
+        if planned:
+            # A bad or middling review: no marketing until someone has talked to them.
+            order.customer.changes.update(bad_reviewer=True, open_complaint=True)
+            self.plan(planned, order)
+
+    def owners(self, events: Batch, fresh: list[bool]) -> set[_Customer]:
+        """The customers whose figures this request's care rules would read."""
+        found = set()
+        for (_, data), new in zip(events, fresh, strict=True):
+            if new and isinstance(data, OrderData | ReviewData):
+                order = self.orders.get(data.order_id)
+                if order is not None:
+                    found.add(order.customer)
+                elif isinstance(data, OrderData) and data.customer_id in self.customers:
+                    found.add(self.customers[data.customer_id])
+        return found
+
+    def apply(self, events: Batch, fresh: list[bool]) -> Applied:
+        result = Applied()
+        for (event, data), new in zip(events, fresh, strict=True):
+            if not new:
+                result.duplicates += 1
+                continue
+            result.accepted += 1
+            if isinstance(data, CustomerData):
+                self.upsert_customer(data)
+            elif isinstance(data, OrderData):
+                order = self.apply_order(event, data)
+                self.touched.add(order.customer)
+                self.resolve(order.customer, event.type, result)
+                if self.care is not None:
+                    self.on_order(event, order, result)
+            elif isinstance(data, ReviewData):
+                reviewed = self.orders.get(data.order_id)
+                if reviewed is None:
+                    raise EventError(f"review of order {data.order_id}: that order is unknown")
+                if self.care is not None:
+                    self.on_review(data, reviewed)
+            elif isinstance(data, RestockData):
+                self.write_resolutions()  # what this batch resolved before is not waiting any more
+                result.restocked += followups.restocked_sync(
+                    self.session, product=data.product, scenarios=self.restock_scenarios, now=self.now
+                )
+        return result
+
+    # Writing ----------------------------------------------------------------------------------------
+    def write_resolutions(self) -> None:
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for fid, reason, _ in self.resolving:
+            by_reason[reason].append(fid)
+        done: set[int] = set()
+        for reason, ids in by_reason.items():
+            for chunk in _chunks(ids):
+                done.update(followups.resolve_sync(self.session, chunk, reason, self.now))
+        rows = followups.load_rows_sync(self.session, done)
+        for fid, _, result in self.resolving:
+            if fid in rows:
+                result.resolved.append(rows[fid])
+        self.resolving = []
+
+    def write(self) -> None:
+        conn = self.conn
+        if self.new_customers:
+            rows = [
+                {"external_id": c.ext, **dict.fromkeys(CUSTOMER_FIELDS), **c.changes}
+                for c in self.new_customers
+            ]
+            keys = sorted({k for row in rows for k in row})
+            rows = [{k: row.get(k) for k in keys} for row in rows]  # review flags: False unless set
+            for row in rows:
+                for flag in ("bad_reviewer", "open_complaint"):
+                    if flag in row and row[flag] is None:
+                        row[flag] = False
+            stmt = _insert(conn)(_CUSTOMERS).on_conflict_do_nothing(index_elements=["external_id"])
+            made = dict(
+                conn.execute(stmt.returning(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id), rows).all()
+            )
+            if len(made) != len(rows):  # created meanwhile by another writer (PostgreSQL)
+                raise IntegrityError("customer", None, Exception("created meanwhile"))
+            for c in self.new_customers:
+                c.pk = made[c.ext]
+        changed: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for c in self.customers.values():
+            if not c.new and c.changes:
+                keys = tuple(sorted(c.changes))
+                changed[keys].append({"_pk": c.pk, **c.changes})
+        for keys, params in changed.items():
+            stmt = (
+                update(_CUSTOMERS)
+                .where(_CUSTOMERS.c.id == bindparam("_pk"))
+                .values({k: bindparam(k) for k in keys})
+            )
+            conn.execute(stmt, params)
+        if self.new_orders:
+            rows = [
+                {
+                    "order_no": o.order_no,
+                    "customer_pk": o.customer.pk,
+                    **{n: getattr(o, n) for n in ORDER_FIELDS},
+                }
+                for o in self.new_orders
+            ]
+            made = dict(
+                conn.execute(insert(_ORDERS).returning(_ORDERS.c.order_no, _ORDERS.c.id), rows).all()
+            )
+            for o in self.new_orders:
+                o.pk = made[o.order_no]
+        dirty: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for o in self.orders.values():
+            if o.dirty and not o.new:
+                keys = tuple(sorted(o.dirty))
+                dirty[keys].append({"_pk": o.pk, **{n: getattr(o, n) for n in keys}})
+        for keys, params in dirty.items():
+            stmt = (
+                update(_ORDERS)
+                .where(_ORDERS.c.id == bindparam("_pk"))
+                .values({k: bindparam(k) for k in keys})
+            )
+            conn.execute(stmt, params)
+        if self.new_care:
+            rows = []
+            for item, customer, order in self.new_care:
+                assert item.row is not None
+                rows.append({**item.row, "customer_pk": customer.pk, "order_pk": order.pk})
+            keys = sorted({k for row in rows for k in row})  # a dropped one carries more columns
+            care.plan_rows_sync(self.session, [{k: row.get(k) for k in keys} for row in rows])
+        for chunk in _chunks(self.dropped):
+            conn.execute(
+                update(_CARE)
+                .where(_CARE.c.id.in_(chunk), _CARE.c.state.in_(OPEN_CARE))
+                .values(
+                    state=CareState.DROPPED,
+                    drop_reason="no_longer_applies",
+                    fire_at=None,
+                    decided_at=self.now,
+                )
+            )
+        self.write_resolutions()
+        if self.touched:
+            refresh_figures_sync(conn, [c.pk for c in self.touched if c.pk is not None])
+
+    def redraw(self, results: Sequence[Applied]) -> None:
+        """The stored messages dropped with a card in the group, as rows (their card is redrawn)."""
+        ids = [m.id for r in results for m in r.care_dropped]
+        if not ids:
+            return
+        stmt = orm_select(CareMessage).where(col(CareMessage.id).in_(ids))
+        rows = {m.id: m for m in self.session.exec(stmt.execution_options(populate_existing=True)).all()}
+        for r in results:
+            r.care_dropped = [rows[m.id] for m in r.care_dropped if m.id in rows]
+
+
+def _transaction(
+    session: Session,
+    requests: Sequence[Batch],
+    *,
+    resolves: Callable[[str], Sequence[str]],
+    restock_scenarios: Sequence[str],
+    now: datetime,
+    care: CareHook | None,
+) -> list[Applied]:
+    """Apply requests in order in one transaction and commit. Stops before a request whose care
+    rules would read figures an earlier one changed (figures are recomputed once, at the end): the
+    caller applies the rest in the next transaction. Raises EventError with nothing written."""
+    run = _Run(session, resolves=resolves, restock_scenarios=restock_scenarios, now=now, care=care)
+    try:
+        fresh = run.claim_ids(requests)
+        if any(any(flags) for flags in fresh):
+            run.load(requests, fresh)
+        results: list[Applied] = []
+        for events, flags in zip(requests, fresh, strict=True):
+            if results and run.touched & run.owners(events, flags):
+                later = [
+                    e.id
+                    for rest, f in zip(requests[len(results) :], fresh[len(results) :], strict=True)
+                    for (e, _), new in zip(rest, f, strict=True)
+                    if new
+                ]
+                for chunk in _chunks(later):
+                    run.conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
+                break
+            results.append(run.apply(events, flags))
+        run.write()
+        run.redraw(results)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise EventError("the batch conflicts with data written at the same moment; send it again") from None
+    except BaseException:
+        session.rollback()
+        raise
+    return results
+
+
+def apply_events_sync(
+    session: Session,
+    requests: Sequence[Batch],
+    *,
+    resolves: Callable[[str], Sequence[str]],
+    restock_scenarios: Sequence[str],
+    now: datetime,
+    care: CareHook | None = None,
+) -> list[Applied | EventError]:
+    """Apply requests (each a batch, atomic on its own) in as few transactions as possible: group
+    commit for concurrent requests. When the group cannot apply, each request is applied alone, so
+    one bad request never fails another. Per request: its Applied, or the EventError that kept it
+    out (nothing of it written)."""
+    kwargs: dict[str, Any] = {
+        "resolves": resolves,
+        "restock_scenarios": restock_scenarios,
+        "now": now,
+        "care": care,
+    }
+    out: list[Applied | EventError] = []
+    rest = list(requests)
+    try:
+        while rest:
+            done = _transaction(session, rest, **kwargs)
+            out += done
+            rest = rest[len(done) :]
+    except EventError as exc:
+        if len(rest) == 1:
+            return [*out, exc]
+        for events in rest:
+            try:
+                out += _transaction(session, [events], **kwargs)
+            except EventError as alone:
+                out.append(alone)
+    return out
 
 
 async def apply_events(
     *,
     session: AsyncSession,
-    events: Sequence[tuple[Event, object]],
+    events: Batch,
     resolves: Callable[[str], Sequence[str]],
     restock_scenarios: Sequence[str],
     now: datetime,
@@ -110,55 +681,9 @@ async def apply_events(
 ) -> Applied:
     """Apply a batch atomically. `resolves(event_type)` names the scenario keys an event answers.
     Raises EventError (nothing written) when an event cannot be applied."""
-    result = Applied()
-    touched: set[int] = set()
-    try:
-        for event, data in events:
-            if await session.get(ShopEvent, event.id) is not None:
-                result.duplicates += 1
-                continue
-            session.add(
-                ShopEvent(
-                    id=event.id,
-                    type=event.type,
-                    occurred_at=event.occurred_at,
-                    received_at=now,
-                    payload=json.dumps(event.data, ensure_ascii=False, default=str),
-                )
-            )
-            result.accepted += 1
-            if isinstance(data, CustomerData):
-                await _upsert_customer(session, data, now)
-            elif isinstance(data, OrderData):
-                order = await _apply_order(session, event, data, now)
-                touched.add(order.customer_pk)
-                result.resolved += await followups.resolve_by_event(
-                    session=session,
-                    customer_pk=order.customer_pk,
-                    scenarios=resolves(event.type),
-                    reason=event.type,
-                    now=now,
-                )
-                if care is not None:
-                    result.care_dropped += await care.on_order(session, event, order, now)
-            elif isinstance(data, ReviewData):
-                reviewed = (await session.exec(select(Order).where(Order.order_no == data.order_id))).first()
-                if reviewed is None:
-                    raise EventError(f"review of order {data.order_id}: that order is unknown")
-                if care is not None:
-                    await care.on_review(session, event, data, reviewed, now)
-            elif isinstance(data, RestockData):
-                result.restocked += await followups.restocked(
-                    session=session, product=data.product, scenarios=restock_scenarios, now=now
-                )
-            await session.flush()
-        if touched:
-            await refresh_figures(await session.connection(), touched)
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise EventError("the batch conflicts with data written at the same moment; send it again") from None
-    except BaseException:
-        await session.rollback()
-        raise
+    (result,) = await session.run_sync(
+        lambda sync: _transaction(
+            sync, [events], resolves=resolves, restock_scenarios=restock_scenarios, now=now, care=care
+        )
+    )
     return result

@@ -513,8 +513,60 @@ async def resolve_by_event(
 
 async def restocked(*, session: AsyncSession, product: str, scenarios: Sequence[str], now: datetime) -> int:
     """A product is back: every follow-up waiting for it (or for any restock) is due now."""
-    result = await _core(
-        session,
+    result = await _core(session, _restock_stmt(product, scenarios, now))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def open_for_customers_sync(
+    session: Session, customer_pks: Collection[int], scenarios: Collection[str]
+) -> list[tuple[int, int, str]]:
+    """(id, customer_pk, scenario) of these customers' open follow-ups in these scenarios: what a
+    batch of events may resolve, read once for the batch."""
+    if not customer_pks or not scenarios:
+        return []
+    stmt = (
+        select(T.c.id, T.c.customer_pk, T.c.scenario)
+        .where(
+            T.c.customer_pk.in_(list(customer_pks)),
+            T.c.state.in_(OPEN_STATES),
+            T.c.scenario.in_(list(scenarios)),
+        )
+        .order_by(T.c.id)
+    )
+    return [(r[0], r[1], r[2]) for r in session.connection().execute(stmt)]
+
+
+def resolve_sync(session: Session, ids: Sequence[int], reason: str, now: datetime) -> list[int]:
+    """Cancel these follow-ups if still open (an event answered them), with their history line, in
+    the caller's transaction; returns the ids cancelled. resolve_by_event, for a batch."""
+    if not ids:
+        return []
+    conn = session.connection()
+    done = (
+        conn.execute(
+            update(T)
+            .where(T.c.id.in_(list(ids)), T.c.state.in_(OPEN_STATES))
+            .values(state=State.CANCELLED, fire_at=None, claim=None, closed_at=now, close_reason=reason[:32])
+            .returning(T.c.id)
+        )
+        .scalars()
+        .all()
+    )
+    if done:
+        conn.execute(insert(E), [_event(fid, Action.RESOLVED, now, detail=reason) for fid in done])
+    return list(done)
+
+
+def load_rows_sync(session: Session, ids: Collection[int]) -> dict[int, FollowUp]:
+    if not ids:
+        return {}
+    stmt = orm_select(FollowUp).where(col(FollowUp.id).in_(list(ids)))
+    stmt = stmt.execution_options(populate_existing=True)
+    return {f.id or 0: f for f in session.exec(stmt).all()}
+
+
+def _restock_stmt(product: str, scenarios: Sequence[str], now: datetime) -> Any:
+    return (
         update(T)
         .where(
             T.c.scenario.in_(scenarios),
@@ -522,9 +574,16 @@ async def restocked(*, session: AsyncSession, product: str, scenarios: Sequence[
             T.c.fire_at.is_(None),
             or_(T.c.product.is_(None), T.c.product == product),
         )
-        .values(fire_at=now, due_at=now, remind_at=now),
+        .values(fire_at=now, due_at=now, remind_at=now)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def restocked_sync(session: Session, *, product: str, scenarios: Sequence[str], now: datetime) -> int:
+    """restocked, in the caller's (synchronous) transaction."""
+    if not scenarios:
+        return 0
+    result = session.connection().execute(_restock_stmt(product, list(scenarios), now))
+    return int(result.rowcount or 0)
 
 
 async def open_for_customer(*, session: AsyncSession, customer_pk: int) -> list[FollowUp]:
