@@ -173,32 +173,52 @@ _QUANTITY_TAIL = re.compile(r"(.*?)\s*[xX*＊✕]\s*(\d+)", re.DOTALL)
 _PRODUCT_NAME_MAX = max_len(_product, "name")
 
 
+_ITEM_PARTS: dict[str, tuple[str, int] | None] = {}  # raw part -> (name, quantity); None: blank
+_ITEM_PARTS_LIMIT = 20_000
+
+
 def parse_items(text: str) -> dict[str, int]:
     """'name×2;other' -> {'name': 2, 'other': 1}; also x, X, *; repeats in one order are summed."""
     items: dict[str, int] = {}
+    parts = _ITEM_PARTS
     for raw in text.replace("；", ";").split(";"):
-        part = raw.strip()
-        if not part:
+        try:
+            part = parts[raw]
+        except KeyError:
+            part = _item_part(raw)  # raises RowError: bad parts are never cached
+            if len(parts) >= _ITEM_PARTS_LIMIT:
+                parts.clear()
+            parts[raw] = part
+        if part is None:
             continue
-        name, sep, count = part.rpartition("×")
-        if sep and count.strip().isdigit() and count.isascii():
-            name, count = name.strip(), count.strip()
-        elif sep and not count.strip():
-            raise RowError(f"unparseable items: {part!r} (no quantity after ×)")
-        else:  # no quantity: "纸巾 80抽×6包" is one product's name
-            match = _QUANTITY_TAIL.fullmatch(part)
-            name, count = (match.group(1), match.group(2)) if match else (part, "1")
-        quantity = int(count)
-        if not name:
-            raise RowError(f"unparseable items: {part!r} (no product name)")
-        if not 0 < quantity <= MAX_QUANTITY:
-            raise RowError(f"unparseable items: {part!r} (quantity {quantity})")
-        if len(name) > _PRODUCT_NAME_MAX:
-            raise RowError(f"item name longer than {_PRODUCT_NAME_MAX} characters: {name[:40]!r}…")
+        name, quantity = part
         items[name] = items.get(name, 0) + quantity
     if not items:
         raise RowError(f"unparseable items: {text!r}")
     return items
+
+
+def _item_part(raw: str) -> tuple[str, int] | None:
+    """One 'name×qty' part: (name, quantity), None when blank."""
+    part = raw.strip()
+    if not part:
+        return None
+    name, sep, count = part.rpartition("×")
+    if sep and count.strip().isdigit() and count.isascii():
+        name, count = name.strip(), count.strip()
+    elif sep and not count.strip():
+        raise RowError(f"unparseable items: {part!r} (no quantity after ×)")
+    else:  # no quantity: "纸巾 80抽×6包" is one product's name
+        match = _QUANTITY_TAIL.fullmatch(part)
+        name, count = (match.group(1), match.group(2)) if match else (part, "1")
+    quantity = int(count)
+    if not name:
+        raise RowError(f"unparseable items: {part!r} (no product name)")
+    if not 0 < quantity <= MAX_QUANTITY:
+        raise RowError(f"unparseable items: {part!r} (quantity {quantity})")
+    if len(name) > _PRODUCT_NAME_MAX:
+        raise RowError(f"item name longer than {_PRODUCT_NAME_MAX} characters: {name[:40]!r}…")
+    return name, quantity
 
 
 def _status_key(text: str) -> str:

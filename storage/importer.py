@@ -18,7 +18,8 @@ column getters); writes are driver-level executemany through the SQLAlchemy conn
 with the dialect's insert().on_conflict_do_update()), so the same code runs on SQLite and PostgreSQL.
 Row ids are allocated up front (SQLite: under BEGIN IMMEDIATE; PostgreSQL: nextval), so order items
 need no read-back of the orders just written. A customer's figures move incrementally when only new
-orders arrive, and are recomputed from the orders (storage.figures) when a stored order changed.
+orders arrive (one aggregate over the batch's new orders and one UPDATE … FROM, in SQL), and are
+recomputed from the orders (storage.figures) when a stored order changed.
 On SQLite the importing connection runs without per-row foreign key checks (see _bulk_mode).
 """
 
