@@ -14,8 +14,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 SINGLE_CARDS = 3  # more than this due together in one pass go out as one digest
 SEND_CONCURRENCY = 16
 NO_CHAT_RETRY = timedelta(minutes=5)
+REDRAW_AFTER = 1.5  # seconds: outcomes landing together redraw their card once
 
 
 def draw(items: Sequence[CareItem], ctx: CareContext) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -116,6 +118,14 @@ class CareEngine:
         self._interval = 1.0 / settings.care_send_per_second
         self._next_send = 0.0
         self._inflight: set[asyncio.Task[None]] = set()
+        # Claim no more than can go out well within the lease: what waits here past it would be
+        # claimed again (harmless, the key dedupes, but wasted) and memory would grow with the backlog.
+        rate_bound = settings.care_send_per_second * settings.timer_lease_seconds / 4
+        self._max_inflight = int(min(2000, max(SEND_CONCURRENCY * 4, rate_bound)))
+        self._gated = False
+        self._dirty: dict[tuple[int, int], CareMessage] = {}
+        self._redrawing: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.wakeup.sweep_every(self.settings.timer_sweep_seconds)
@@ -133,6 +143,9 @@ class CareEngine:
             self.wakeup.again = False
             looked_at = self.clock.now()
             token = uuid.uuid4().hex
+            if len(self._inflight) >= self._max_inflight:
+                self._gated = True  # a delivery finishing opens the gate again (_send)
+                return
             async with self.sessions() as session:
                 items = await care.claim_due(session=session, now=looked_at, lease=self.lease, token=token)
             if items:
@@ -280,7 +293,33 @@ class CareEngine:
                 await self._deliver(item, token)
             except Exception:  # the lease brings the row back; the idempotency key keeps it single
                 log.exception("care message %s: delivery failed unexpectedly", item.message.id)
-        self.kick()
+        if self._gated and len(self._inflight) <= self._max_inflight // 2:
+            self._gated = False
+            self.kick()
+
+    def _side(self, work: Coroutine[Any, Any, None]) -> None:
+        """Telegram work after a delivery, off the send slot: the slot paces the channel, not the chat."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _redraw_soon(self, m: CareMessage) -> None:
+        """Outcomes landing together (a digest approved at once) redraw their card once."""
+        if m.chat_id is None or m.message_id is None:
+            return
+        self._dirty[(m.chat_id, m.message_id)] = m
+        if self._redrawing is None or self._redrawing.done():
+            self._redrawing = asyncio.get_running_loop().create_task(self._redraw_dirty())
+
+    async def _redraw_dirty(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(REDRAW_AFTER)
+            batch, self._dirty = self._dirty, {}
+            for m in batch.values():
+                try:
+                    await self.refresh(m)
+                except Exception:  # a card that cannot be redrawn must not stop the others
+                    log.exception("care card %s in %s: redraw failed", m.message_id, m.chat_id)
 
     async def _deliver(self, item: CareItem, token: str) -> None:
         m = item.message
@@ -290,7 +329,7 @@ class CareEngine:
         if reason is not None:
             async with self.sessions() as session:
                 await care.drop(session=session, message_id=m.id, reason=reason, now=now, token=token)
-            await self.refresh(m)
+            self._redraw_soon(m)
             return
         channel = self.channels.get(m.channel)
         if channel is None:
@@ -317,9 +356,9 @@ class CareEngine:
                 session=session, item=item, token=token, result=result, now=self.clock.now()
             )
         if state in (CareState.DELIVERED, CareState.FAILED) or (state and m.attempts == 0):
-            await self.refresh(m)
+            self._redraw_soon(m)
         if state == CareState.FAILED:
-            await self._dead_letter(m)
+            self._side(self._dead_letter(m))
 
     async def _dead_letter(self, m: CareMessage) -> None:
         if m.chat_id is None or m.id is None:
@@ -356,5 +395,9 @@ class CareEngine:
         """Let deliveries under way finish and record (SIGTERM, tests)."""
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=15)
+        if self._redrawing is not None:
+            await asyncio.wait([self._redrawing], timeout=REDRAW_AFTER + 5)
+        if self._side_tasks:
+            await asyncio.wait(list(self._side_tasks), timeout=5)
         for channel in self.channels.values():
             await channel.close()
