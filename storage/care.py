@@ -167,15 +167,17 @@ def plan_rows_sync(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     return int(result.rowcount or 0)
 
 
-def payment_rows_sync(session: Session, customer_pks: Collection[int]) -> list[Any]:
+def payment_rows_sync(session: Session, customer_pks: Collection[int], since: datetime) -> list[Any]:
     """payment_reminder_days for many customers: (id, customer_pk, order_pk, plan_key, rule, state,
-    due_at, message_id) of their payment reminders that are or were going out."""
+    due_at, message_id) of their payment reminders that are or were going out, due from `since` on
+    (new reminders are due from now on: only the days from today can collide with them)."""
     if not customer_pks:
         return []
     stmt = select(*_CARE_COLUMNS).where(
         T.c.customer_pk.in_(list(customer_pks)),
         T.c.rule.in_(PAYMENT_RULES),
         T.c.state.not_in([CareState.DROPPED, CareState.SKIPPED]),
+        T.c.due_at >= since,
     )
     return list(session.connection().execute(stmt))
 

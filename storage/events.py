@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -64,6 +64,10 @@ ORDER_FIELDS = (
 )
 OPEN_CARE = (CareState.PLANNED, CareState.QUEUED, CareState.APPROVED)  # what an order event re-checks
 NOT_BOOKED = (CareState.DROPPED, CareState.SKIPPED)  # payment reminders that do not count as sent
+# New payment reminders are due from now on; one a day per customer in the team's zone: reminders
+# due before yesterday (UTC) cannot share a calendar day with them in any zone.
+BOOKED_SINCE = timedelta(days=2)
+FIGURE_FACTS = frozenset({"created_at", "amount_cents", "paid_at", "refunded_at"})  # crm.figures reads these
 IN_CHUNK = 500  # ids per IN list: well inside every driver's parameter limit
 
 
@@ -322,7 +326,7 @@ class _Run:
                             created.add(owner.ext)
             pks = {self.customers[ext].pk for ext in created}
             for chunk in _chunks(pks):
-                for row in care.payment_rows_sync(self.session, chunk):
+                for row in care.payment_rows_sync(self.session, chunk, since=self.now - BOOKED_SINCE):
                     self.payments[by_pk[row.customer_pk].ext].append(remember(row))
         scenarios = {
             s
@@ -466,8 +470,13 @@ class _Run:
             if isinstance(data, CustomerData):
                 self.upsert_customer(data)
             elif isinstance(data, OrderData):
+                before = self.orders.get(data.order_id)
+                seen = set(before.dirty) if before is not None else set()
                 order = self.apply_order(event, data)
-                self.touched.add(order.customer)
+                if before is None or (order.dirty - seen) & FIGURE_FACTS:
+                    # A new order, a payment, a refund: the customer's figures move (a shipment
+                    # does not; a field changed before in the batch touched them then).
+                    self.touched.add(order.customer)
                 self.resolve(order.customer, event.type, result)
                 if self.care is not None:
                     self.on_order(event, order, result)
@@ -513,9 +522,7 @@ class _Run:
                     if flag in row and row[flag] is None:
                         row[flag] = False
             stmt = _insert(conn)(_CUSTOMERS).on_conflict_do_nothing(index_elements=["external_id"])
-            made = dict(
-                conn.execute(stmt.returning(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id), rows).all()
-            )
+            made = dict(conn.execute(stmt.returning(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id), rows).all())
             if len(made) != len(rows):  # created meanwhile by another writer (PostgreSQL)
                 raise IntegrityError("customer", None, Exception("created meanwhile"))
             for c in self.new_customers:
@@ -541,9 +548,7 @@ class _Run:
                 }
                 for o in self.new_orders
             ]
-            made = dict(
-                conn.execute(insert(_ORDERS).returning(_ORDERS.c.order_no, _ORDERS.c.id), rows).all()
-            )
+            made = dict(conn.execute(insert(_ORDERS).returning(_ORDERS.c.order_no, _ORDERS.c.id), rows).all())
             for o in self.new_orders:
                 o.pk = made[o.order_no]
         dirty: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)

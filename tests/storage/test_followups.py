@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from crm.events import EventError, parse_events
 from crm.followups import Action, State, Step
 from storage import followups, scenario_settings
 from storage.db import create_engine, make_sessionmaker
-from storage.events import apply_events
+from storage.events import Applied, apply_events, apply_events_sync
+from storage.figures import figures_mismatches
 from storage.followups import NewFollowUp
 from storage.models import Customer, FollowUp, FollowUpEvent, Order, ShopEvent, TeamChat
 
@@ -262,6 +263,48 @@ async def test_a_batch_with_an_event_that_cannot_apply_writes_nothing(engine: As
     async with make_sessionmaker(engine)() as session:
         assert (await session.exec(select(func.count()).select_from(ShopEvent))).one() == 0
         assert (await session.exec(select(func.count()).select_from(Order))).one() == 0
+
+
+async def test_concurrent_requests_applied_together_keep_their_own_outcome(engine: AsyncEngine) -> None:
+    """Group commit: requests applied in one call are each atomic; a bad one fails alone, a later
+    one reading figures an earlier one moved goes in its own transaction, figures stay exact."""
+    await seed(engine)
+    requests = [
+        _events(_event("g1", "order.created", order_id="G1", customer_id="C1", amount="10")),
+        _events(_event("g2", "order.paid", order_id="NO-SUCH")),  # cannot apply: fails alone
+        _events(_event("g3", "order.paid", order_id="G1")),  # C1 again: after g1's figures
+        _events(_event("g1", "order.created", order_id="G1", customer_id="C1", amount="10")),
+        _events(_event("g4", "order.created", order_id="G2", customer_id="NEW-1", amount="3")),
+    ]
+
+    def work(sync: Session) -> list[Applied | EventError]:
+        return apply_events_sync(sync, requests, resolves=_resolves, restock_scenarios=(), now=NOW)
+
+    async with make_sessionmaker(engine)() as session:
+        results = await session.run_sync(work)
+    assert isinstance(results[1], EventError) and "NO-SUCH" in str(results[1])
+    assert [(r.accepted, r.duplicates) for r in results if isinstance(r, Applied)] == [
+        (1, 0), (1, 0), (0, 1), (1, 0),
+    ]  # fmt: skip
+    async with make_sessionmaker(engine)() as session:
+        assert (await session.exec(select(func.count()).select_from(ShopEvent))).one() == 3
+        order = (await session.exec(select(Order).where(Order.order_no == "G1"))).one()
+        assert order.status == "paid"
+        c1 = await session.get(Customer, order.customer_pk)
+        assert c1 is not None and (c1.orders_count, c1.purchases, c1.total_spent_cents) == (1, 1, 1000)
+        assert (await figures_mismatches(await session.connection())) == []
+    # No bad one: C2's payment reads the figures its order moved, so it goes in a second transaction.
+    requests = [
+        _events(_event("h1", "order.created", order_id="H1", customer_id="C2", amount="7")),
+        _events(_event("h2", "order.paid", order_id="H1")),
+    ]
+    async with make_sessionmaker(engine)() as session:
+        results = await session.run_sync(work)
+    assert [(r.accepted, r.duplicates) for r in results if isinstance(r, Applied)] == [(1, 0), (1, 0)]
+    async with make_sessionmaker(engine)() as session:
+        assert (await figures_mismatches(await session.connection())) == []
+        order = (await session.exec(select(Order).where(Order.order_no == "H1"))).one()
+        assert order.status == "paid"
 
 
 async def test_a_restock_makes_waiting_out_of_stock_follow_ups_due(engine: AsyncEngine) -> None:
