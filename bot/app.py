@@ -236,6 +236,7 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
             await web.cleanup()
         await app.followups.close()
         await app.care.close()
+        app.events.close()
         await app.bot.session.close()
         app.cards.close()
         await app.engine.dispose()
