@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
@@ -381,6 +381,95 @@ async def approve(
     won = await _set(session, where, values)
     await session.commit()
     return Decision(won, await _get(session, message_id))
+
+
+_APPROVE_MANY = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.state == CareState.QUEUED)
+    .values(
+        state=bindparam("b_state"),
+        send_at=bindparam("b_send_at"),
+        fire_at=bindparam("b_send_at"),
+        delay_reasons=bindparam("b_reasons"),
+        decided_by=bindparam("b_actor"),
+        decided_by_name=bindparam("b_actor_name"),
+        decided_at=bindparam("b_now"),
+        claim=None,
+    )
+)
+
+
+async def approve_many(
+    *,
+    session: AsyncSession,
+    ids: Sequence[int],
+    actor_id: int,
+    actor_name: str,
+    now: datetime,
+    schedule: Schedule,
+) -> list[int]:
+    """Approve many queued messages at once (a lead's "all of this rule today", a burst): one read
+    of the messages and of their customers' booked sends, slots worked out in memory (each approved
+    message counts against the next one's caps), one conditional UPDATE per row in one statement,
+    one commit. Returns the ids this call approved (someone else may have decided the others)."""
+    won: list[int] = []
+    for start in range(0, len(ids), CLAIM_BATCH):
+        chunk = list(ids[start : start + CLAIM_BATCH])
+        items = [i for i in await load(session=session, ids=chunk) if i.message.state == CareState.QUEUED]
+        if not items:
+            continue
+        customers = sorted({i.message.customer_pk for i in items})
+        booked_rows = await _core(
+            session,
+            select(T.c.customer_pk, func.coalesce(T.c.delivered_at, T.c.send_at)).where(
+                T.c.customer_pk.in_(customers),
+                T.c.channel.not_in(NOT_COUNTED),
+                or_(
+                    T.c.state == CareState.DELIVERED,
+                    and_(T.c.state.in_([CareState.APPROVED, CareState.SENDING]), T.c.send_at.is_not(None)),
+                ),
+            ),
+        )
+        booked: dict[int, list[datetime]] = {}
+        for pk, at in booked_rows:
+            if at is not None:
+                booked.setdefault(pk, []).append(at)
+        params = []
+        for item in items:
+            m = item.message
+            row = {"b_id": m.id, "b_actor": actor_id, "b_actor_name": actor_name[:128], "b_now": now}
+            if m.channel == AGENT_TASK:
+                params.append({**row, "b_state": CareState.TASK, "b_send_at": None, "b_reasons": None})
+                continue
+            mine = booked.setdefault(m.customer_pk, [])
+            zone = zone_of(item.customer, schedule.team_zone)
+            slot = send_slot(
+                max(now, m.due_at), booked=mine, zone=zone, quiet=schedule.quiet, caps=schedule.caps
+            )
+            mine.append(slot.at)
+            reasons = ",".join(slot.reasons) or None
+            params.append({**row, "b_state": CareState.APPROVED, "b_send_at": slot.at, "b_reasons": reasons})
+        await _core(session, _APPROVE_MANY, params)
+        decided = await _core(
+            session,
+            select(T.c.id).where(
+                T.c.id.in_([p["b_id"] for p in params]), T.c.decided_by == actor_id, T.c.decided_at == now
+            ),
+        )
+        won += list(decided.scalars())
+        await session.commit()
+    return won
+
+
+async def cards_of(*, session: AsyncSession, ids: Sequence[int]) -> list[CareMessage]:
+    """One message per card or digest among `ids`, to redraw each once."""
+    rows = (
+        (await session.exec(orm_select(CareMessage).where(col(CareMessage.id).in_(list(ids))))).all()
+        if ids
+        else []
+    )
+    await session.commit()
+    return list({(m.chat_id, m.message_id): m for m in rows if m.message_id is not None}.values())
 
 
 async def _get(session: AsyncSession, message_id: int) -> CareMessage | None:

@@ -176,23 +176,16 @@ async def approve_rule_today(
         since=start,
         until=start + timedelta(days=1),
     )
-    approved: list[CareMessage] = []
-    for mid in ids:
-        decision = await care.approve(
-            session=session,
-            message_id=mid,
-            actor_id=query.from_user.id,
-            actor_name=query.from_user.full_name,
-            now=now,
-            schedule=care_engine.schedule,
-        )
-        if decision.won and decision.message is not None:
-            approved.append(decision.message)
-    seen: set[int | None] = set()
-    for m in approved:  # one redraw per card or digest
-        if m.message_id not in seen:
-            seen.add(m.message_id)
-            await care_engine.refresh(m)
+    approved = await care.approve_many(
+        session=session,
+        ids=ids,
+        actor_id=query.from_user.id,
+        actor_name=query.from_user.full_name,
+        now=now,
+        schedule=care_engine.schedule,
+    )
+    for m in await care.cards_of(session=session, ids=approved):  # one redraw per card or digest
+        await care_engine.refresh(m)
     if query.message is not None:
         await query.message.answer(
             _("✅ {who} approved {n} × {rule} from today.").format(

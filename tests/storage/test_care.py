@@ -249,3 +249,44 @@ async def test_a_delivery_counts_as_a_contact_on_the_customer(engine: AsyncEngin
         )
         customer = (await session.exec(select(Customer).where(Customer.external_id == "C1"))).one()
     assert customer.contacted_count == 1 and customer.last_contact_at is not None
+
+
+async def test_approving_many_at_once_spreads_one_customers_messages_over_the_caps(
+    engine: AsyncEngine,
+) -> None:
+    ids = await queued(engine, n=3)
+    async with make_sessionmaker(engine)() as session:
+        customer = (await session.exec(select(Customer).where(Customer.external_id == "C1"))).one()
+        extra = [
+            CareMessage(
+                plan_key=f"x{n}",
+                rule="birthday",
+                channel="webhook",
+                customer_pk=customer.id or 0,
+                state=CareState.QUEUED,
+                due_at=NOW,
+                created_at=NOW,
+                chat_id=-100,
+                message_id=1,
+            )
+            for n in range(2)
+        ]
+        session.add_all(extra)
+        await session.commit()
+        extra_ids = [m.id or 0 for m in extra]
+        await care.decide(
+            session=session, message_id=ids[2], from_states=(CareState.QUEUED,), to_state=CareState.SKIPPED,
+            actor_id=2, actor_name="B", now=NOW,
+        )  # fmt: skip
+        won = await care.approve_many(
+            session=session, ids=[*ids, *extra_ids], actor_id=1, actor_name="Lead",
+            now=NOW + timedelta(minutes=30), schedule=schedule(),
+        )  # fmt: skip
+        cards = await care.cards_of(session=session, ids=won)
+    assert sorted(won) == sorted([ids[0], ids[1], *extra_ids]), "the skipped one stays skipped"
+    assert len(cards) == 1, "one card to redraw"
+    by_id = {m.id: m for m in await rows(engine)}
+    c1 = sorted(by_id[i].send_at for i in [ids[0], *extra_ids])  # type: ignore[type-var]
+    days = {at.astimezone(SHANGHAI).date() for at in c1 if at}
+    assert len(days) == 3, "C1's three messages go on three days (1 a day)"
+    assert by_id[ids[1]].delay_reasons is None
