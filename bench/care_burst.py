@@ -313,24 +313,26 @@ def start_bot(url: str, api: str, workdir: Path, webhook: str, limit: float) -> 
 
 
 # The burst ------------------------------------------------------------------------------------------
+PRESS = 100  # messages one "Approve all of this rule today" press takes in the burst
 async def approve_all(url: str, ids: list[int], clock: Clock) -> tuple[float, float]:
-    """storage.care.approve for every id, one after another on one session (the bulk button's way).
-    Returns wall-clock (first approval, last approval)."""
+    """The burst: five leads pressing "Approve all" over and over, 100 messages a press
+    (storage.care.approve_many, what the button runs). Returns wall-clock (first, last approval)."""
     engine = create_engine(url)
     schedule = Schedule(parse_quiet_hours("off"), Caps(CAP_DAY, CAP_WEEK), ZoneInfo(ZONE))
     won = 0
     async with make_sessionmaker(engine)() as session:
         first = time.time()
-        for n, mid in enumerate(ids):
-            decision = await care.approve(
-                session=session,
-                message_id=mid,
-                actor_id=7000 + n % 5,
-                actor_name=f"agent{n % 5}",
-                now=clock.now(),
-                schedule=schedule,
+        for n, start in enumerate(range(0, len(ids), PRESS)):
+            won += len(
+                await care.approve_many(
+                    session=session,
+                    ids=ids[start : start + PRESS],
+                    actor_id=7000 + n % 5,
+                    actor_name=f"lead{n % 5}",
+                    now=clock.now(),
+                    schedule=schedule,
+                )
             )
-            won += decision.won
         last = time.time()
     await engine.dispose()
     if won != len(ids):
