@@ -415,3 +415,20 @@ def test_a_crash_between_approval_and_delivery_still_delivers_exactly_once(
     wait_until(lambda: all(r["status"] is not None for r in requests), what="both requests to finish")
     assert len(requests) == 2, "sent again after the crash, with the same key"
     assert receiver.delivered[key] == 1 and receiver.duplicates[key] == 1
+
+
+def test_a_high_value_unpaid_order_becomes_a_call_for_an_agent(
+    emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
+) -> None:
+    bot, chat_id = care_bot
+    agent = user(emulator, care_bot, AGENT)
+    order_no, _customer = new_order(bot.env, amount="1888.00")
+    advance(bot.env, 26)
+    card = card_for(emulator, chat_id, order_no)
+    assert "phone call" in card["text"] and "SMS" not in card["text"].split("\n")[-1]
+    assert [b["text"] for b in buttons(card)] == ["📞 I'll call", "⏭ Skip"]
+    taken = agent.click_and_wait_edit(card, "I'll call")
+    assert "is calling" in taken["text"] and [b["text"] for b in buttons(taken)] == ["✅ Called"]
+    done = agent.click_and_wait_edit(taken, "Called")
+    assert "Called by" in done["text"] and buttons(done) == []
+    assert delivered_texts(receiver, order_no) == [], "a call is not a message"
