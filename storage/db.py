@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,3 +90,45 @@ class ThreadedWrites(ThreadedReads):
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         super().close()
+
+
+# The stdlib sqlite3 connection under a synchronous SQLAlchemy connection, for hot paths that skip
+# SQLAlchemy's per-row work. Values must be stored exactly as the ORM stores them (sqlmodel's
+# UTCDateTime over SQLAlchemy's SQLite DATETIME: UTC, "YYYY-MM-DD HH:MM:SS.ffffff", no offset; DATE:
+# "YYYY-MM-DD"; booleans 0/1), so every other reader keeps working.
+def sqlite_driver(conn: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under a synchronous SQLAlchemy Connection, or None (PostgreSQL,
+    aiosqlite)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    driver = conn.connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
+def db_time(value: datetime) -> str:
+    """An aware datetime as the ORM stores it on SQLite."""
+    if value.tzinfo is None:
+        raise ValueError("Datetime values must have timezone information.")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def py_time(value: str | None) -> datetime | None:
+    """A stored SQLite datetime as the ORM reads it: aware, UTC."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def py_date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def db_value(value: Any) -> Any:
+    """Any bound value as the ORM stores it on SQLite (datetimes and dates converted)."""
+    kind = type(value)
+    if kind is datetime:
+        return db_time(value)
+    if kind is date:
+        return value.isoformat()
+    return value

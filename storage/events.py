@@ -14,8 +14,9 @@ ThreadedWrites); elsewhere through AsyncSession.run_sync (`apply_events`).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -39,8 +40,10 @@ from crm.events import (
     ReviewData,
     advance,
 )
+from crm.followups import OPEN_STATES as FOLLOW_UP_OPEN
 from storage import care, followups
-from storage.figures_sync import refresh_figures_sync
+from storage.db import db_time, db_value, py_date, py_time, sqlite_driver
+from storage.figures_sync import refresh_figures_raw, refresh_figures_sync
 from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent
 
 _EVENTS = ShopEvent.__table__  # type: ignore[attr-defined]
@@ -208,6 +211,98 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
+# On SQLite the batch's statements go straight to the sqlite3 connection under the session (the
+# same transaction): SQLAlchemy's per-row work (parameter and result processing, compiling) costs
+# more than the statements. Values are stored exactly as the ORM stores them (storage.db.db_time).
+MAX_VARIABLES = 30_000  # per statement: SQLite 3.32+ takes 32 766
+_ORDER_SELECT = ("id", "order_no", "customer_pk", *ORDER_FIELDS)
+_ORDER_INSERT = ("order_no", "customer_pk", *ORDER_FIELDS)
+_ORDER_TIMES = tuple(i for i, n in enumerate(_ORDER_SELECT) if n.endswith("_at"))
+_CUSTOMER_SELECT = ("id", "external_id", "purchases", "birthday", "last_purchase_at", "province")
+_CUSTOMER_INSERT = ("external_id", *CUSTOMER_FIELDS, "updated_at", "bad_reviewer", "open_complaint")
+_CUSTOMER_ZEROS = ("orders_count", "purchases", "total_spent_cents", "max_payment_cents", "contacted_count",
+                   "responded_count")  # fmt: skip
+_CARE_SELECT = ("id", "customer_pk", "order_pk", "plan_key", "rule", "state", "due_at", "message_id")
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ",".join(f'"{n}"' for n in names)
+
+
+class _Raw:
+    """The batch's statements on the sqlite3 connection under the session."""
+
+    def __init__(self, driver: sqlite3.Connection) -> None:
+        self.cur = driver.cursor()
+
+    def select(self, sql: str, values: Collection[Any], prefix: Sequence[Any] = ()) -> list[Any]:
+        """`sql` with one `{}` where the IN list of `values` goes (in chunks)."""
+        out: list[Any] = []
+        for chunk in _chunks(values):
+            out += self.cur.execute(sql.format(_marks(len(chunk))), (*prefix, *chunk)).fetchall()
+        return out
+
+    def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str
+    ) -> list[Any]:
+        """Multi-row INSERT … `tail` (ON CONFLICT …, RETURNING …) in as few statements as fit."""
+        per = max(1, MAX_VARIABLES // len(columns))
+        one = f"({_marks(len(columns))})"
+        head = f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES '
+        out: list[Any] = []
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            sql = head + ",".join([one] * len(chunk)) + " " + tail
+            out += self.cur.execute(sql, [v for row in chunk for v in row]).fetchall()
+        return out
+
+    def update(self, table: str, keys: Sequence[str], params: Iterable[Sequence[Any]]) -> None:
+        """One executemany: each row's `keys` values, then its id."""
+        sets = ",".join(f'"{k}"=?' for k in keys)
+        self.cur.executemany(f'UPDATE "{table}" SET {sets} WHERE id=?', params)
+
+    def orders(self, order_nos: Collection[str]) -> list[list[Any]]:
+        sql = f"SELECT {_quoted(_ORDER_SELECT)} FROM orders WHERE order_no IN ({{}})"
+        out = []
+        for row in self.select(sql, order_nos):
+            row = list(row)
+            for i in _ORDER_TIMES:
+                if row[i] is not None:
+                    row[i] = py_time(row[i])
+            out.append(row)
+        return out
+
+    def customers(self, column: str, keys: Collection[Any]) -> list[tuple[Any, ...]]:
+        sql = f"SELECT {_quoted(_CUSTOMER_SELECT)} FROM customer WHERE {column} IN ({{}})"
+        return [(pk, e, n, py_date(b), py_time(last), p) for pk, e, n, b, last, p in self.select(sql, keys)]
+
+    def care(self, where: str, keys: Collection[Any], prefix: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        sql = f"SELECT {_quoted(_CARE_SELECT)} FROM care_message WHERE {where} IN ({{}})"
+        return [(*row[:6], py_time(row[6]), row[7]) for row in self.select(sql, keys, prefix)]
+
+    def payment_rows(self, customer_pks: Collection[int], since: datetime) -> list[tuple[Any, ...]]:
+        """storage.care.payment_rows_sync"""
+        rules = sorted(PAYMENT_RULES)
+        where = (
+            f"rule IN ({_marks(len(rules))}) AND state NOT IN ({_marks(len(NOT_BOOKED))}) AND due_at >= ? "
+            "AND customer_pk"
+        )
+        return self.care(where, customer_pks, (*rules, *NOT_BOOKED, db_time(since)))
+
+    def open_follow_ups(self, customer_pks: Collection[int], scenarios: Collection[str]) -> list[Any]:
+        """storage.followups.open_for_customers_sync"""
+        names = sorted(scenarios)
+        sql = (
+            f"SELECT id, customer_pk, scenario FROM follow_up WHERE state IN ({_marks(len(FOLLOW_UP_OPEN))}) "
+            f"AND scenario IN ({_marks(len(names))}) AND customer_pk IN ({{}}) ORDER BY id"
+        )
+        return self.select(sql, customer_pks, (*FOLLOW_UP_OPEN, *names))
+
+
 class _Run:
     """One transaction: requests applied in order, each with its own Applied."""
 
@@ -221,6 +316,8 @@ class _Run:
         care: CareHook | None,
     ) -> None:
         self.session, self.conn = session, session.connection()
+        driver = sqlite_driver(self.conn)
+        self.raw = _Raw(driver) if driver is not None else None
         self.resolves, self.restock_scenarios, self.now, self.care = resolves, restock_scenarios, now, care
         self.customers: dict[str, _Customer] = {}
         self.orders: dict[str, _Order] = {}
@@ -243,7 +340,25 @@ class _Run:
             for item in events:
                 first.setdefault(item[0].id, item)
         new: set[str] = set()
-        if first:
+        if first and self.raw is not None:
+            received = db_time(self.now)
+            found = self.raw.insert(
+                "shop_event",
+                ("id", "type", "occurred_at", "received_at", "payload"),
+                [
+                    (
+                        e.id,
+                        e.type,
+                        db_time(e.occurred_at),
+                        received,
+                        json.dumps(e.data, ensure_ascii=False, default=str),
+                    )
+                    for e, _ in first.values()
+                ],
+                "ON CONFLICT(id) DO NOTHING RETURNING id",
+            )
+            new = {row[0] for row in found}
+        elif first:
             rows = [
                 {
                     "id": e.id,
@@ -278,45 +393,56 @@ class _Run:
                 owner = data.customer_id if isinstance(data, CustomerData | OrderData) else None
                 if owner is not None:
                     customer_ids.add(owner)
+        raw = self.raw
         c, o = _CUSTOMERS.c, _ORDERS.c
-        stored_orders = []
-        for chunk in _chunks(order_nos):
-            stored_orders += self.conn.execute(
-                select(o.id, o.order_no, o.customer_pk, *(o[n] for n in ORDER_FIELDS)).where(
-                    o.order_no.in_(chunk)
-                )
-            ).all()
-        columns = (c.id, c.external_id, c.purchases, c.birthday, c.last_purchase_at, c.province)
+        stored_orders: list[Any] = []  # laid out as _ORDER_SELECT
+        if raw is not None:
+            stored_orders = raw.orders(order_nos)
+        else:
+            for chunk in _chunks(order_nos):
+                stored_orders += self.conn.execute(
+                    select(*(o[n] for n in _ORDER_SELECT)).where(o.order_no.in_(chunk))
+                ).all()
+        columns = [c[n] for n in _CUSTOMER_SELECT]
         by_pk: dict[int, _Customer] = {}
-        rows = []
-        for chunk in _chunks(customer_ids):
-            rows += self.conn.execute(select(*columns).where(c.external_id.in_(chunk))).all()
-        owners = {row.customer_pk for row in stored_orders}
-        for chunk in _chunks(owners):
-            rows += self.conn.execute(select(*columns).where(c.id.in_(chunk))).all()
+        owners = {row[2] for row in stored_orders}
+        rows: list[Any] = []
+        if raw is not None:
+            rows = raw.customers("external_id", customer_ids) + raw.customers("id", owners)
+        else:
+            for chunk in _chunks(customer_ids):
+                rows += self.conn.execute(select(*columns).where(c.external_id.in_(chunk))).all()
+            for chunk in _chunks(owners):
+                rows += self.conn.execute(select(*columns).where(c.id.in_(chunk))).all()
         for pk, ext, purchases, birthday, last_purchase_at, province in rows:
             if pk not in by_pk:
                 by_pk[pk] = self.customers[ext] = _Customer(
                     pk, ext, purchases, birthday, last_purchase_at, province
                 )
         for row in stored_orders:
-            values = {n: row._mapping[n] for n in ORDER_FIELDS}
-            self.orders[row.order_no] = _Order(row.id, row.order_no, by_pk[row.customer_pk], **values)
+            self.orders[row[1]] = _Order(
+                row[0], row[1], by_pk[row[2]], **dict(zip(ORDER_FIELDS, row[3:], strict=True))
+            )
         # What the batch re-checks: its stored orders' care messages and plan keys, the payment
         # reminders of customers who order, the open follow-ups it may resolve.
         by_order_pk = {order.pk: order for order in self.orders.values()}
         seen: dict[int, _Care] = {}
 
         def remember(row: Any) -> _Care:
-            found = seen.get(row.id)
+            pk, _, _, plan_key, rule, state, due_at, message_id = row  # as _CARE_SELECT
+            found = seen.get(pk)
             if found is None:
-                found = seen[row.id] = _Care(row.id, row.rule, row.state, row.due_at, row.message_id)
-                self.plan_keys.add(row.plan_key)
+                found = seen[pk] = _Care(pk, rule, state, due_at, message_id)
+                self.plan_keys.add(plan_key)
             return found
 
         if self.care is not None:
-            for row in care.of_orders_sync(self.session, list(by_order_pk)):
-                self.care_by_order[by_order_pk[row.order_pk].order_no].append(remember(row))
+            if raw is not None:
+                of_orders = raw.care("order_pk", by_order_pk)
+            else:
+                of_orders = care.of_orders_sync(self.session, list(by_order_pk))
+            for row in of_orders:
+                self.care_by_order[by_order_pk[row[2]].order_no].append(remember(row))
             for events, flags in zip(requests, fresh, strict=True):
                 for (event, data), new in zip(events, flags, strict=True):
                     if new and event.type == "order.created" and isinstance(data, OrderData):
@@ -325,9 +451,17 @@ class _Run:
                         if owner is not None and owner.pk is not None:
                             created.add(owner.ext)
             pks = {self.customers[ext].pk for ext in created}
-            for chunk in _chunks(pks):
-                for row in care.payment_rows_sync(self.session, chunk, since=self.now - BOOKED_SINCE):
-                    self.payments[by_pk[row.customer_pk].ext].append(remember(row))
+            since = self.now - BOOKED_SINCE
+            if raw is not None:
+                payment_rows = raw.payment_rows(pks, since)
+            else:
+                payment_rows = [
+                    row
+                    for chunk in _chunks(pks)
+                    for row in care.payment_rows_sync(self.session, chunk, since=since)
+                ]
+            for row in payment_rows:
+                self.payments[by_pk[row[1]].ext].append(remember(row))
         scenarios = {
             s
             for events in requests
@@ -336,11 +470,16 @@ class _Run:
             for s in self.resolves(event.type)
         }
         if scenarios:
-            for chunk in _chunks(by_pk):
-                for fid, customer_pk, scenario in followups.open_for_customers_sync(
-                    self.session, chunk, scenarios
-                ):
-                    self.open_follow_ups[customer_pk].append((fid, scenario))
+            if raw is not None:
+                open_rows = raw.open_follow_ups(by_pk, scenarios)
+            else:
+                open_rows = [
+                    row
+                    for chunk in _chunks(by_pk)
+                    for row in followups.open_for_customers_sync(self.session, chunk, scenarios)
+                ]
+            for fid, customer_pk, scenario in open_rows:
+                self.open_follow_ups[customer_pk].append((fid, scenario))
 
     # Applying ---------------------------------------------------------------------------------------
     def customer(self, external_id: str) -> _Customer:
@@ -509,6 +648,86 @@ class _Run:
         self.resolving = []
 
     def write(self) -> None:
+        if self.raw is not None:
+            self.write_raw(self.raw)
+        else:
+            self.write_core()
+        self.write_resolutions()
+        if self.touched:
+            pks = [c.pk for c in self.touched if c.pk is not None]
+            if self.raw is not None:
+                refresh_figures_raw(self.raw.cur, pks)
+            else:
+                refresh_figures_sync(self.conn, pks)
+
+    def write_raw(self, raw: _Raw) -> None:
+        """write_core's statements on the sqlite3 connection, the same rows."""
+        if self.new_customers:
+            extra = sorted({k for c in self.new_customers for k in c.changes} - set(_CUSTOMER_INSERT))
+            columns = (*_CUSTOMER_INSERT, *extra, *_CUSTOMER_ZEROS)
+            flags = {"bad_reviewer": False, "open_complaint": False}
+            rows = []
+            for c in self.new_customers:
+                values = {**flags, **c.changes}
+                row = [c.ext]
+                row += [db_value(values.get(k)) for k in columns[1 : len(_CUSTOMER_INSERT) + len(extra)]]
+                row += [0] * len(_CUSTOMER_ZEROS)
+                rows.append(row)
+            made = dict(
+                raw.insert(
+                    "customer", columns, rows, "ON CONFLICT(external_id) DO NOTHING RETURNING external_id, id"
+                )
+            )
+            if len(made) != len(rows):
+                raise IntegrityError("customer", None, Exception("created meanwhile"))
+            for c in self.new_customers:
+                c.pk = made[c.ext]
+        changed: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
+        for c in self.customers.values():
+            if not c.new and c.changes:
+                keys = tuple(sorted(c.changes))
+                changed[keys].append([*(db_value(c.changes[k]) for k in keys), c.pk])
+        for keys, params in changed.items():
+            raw.update("customer", keys, params)
+        if self.new_orders:
+            rows = []
+            for o in self.new_orders:
+                row = [o.order_no, o.customer.pk, *(getattr(o, n) for n in ORDER_FIELDS)]
+                rows.append([db_value(v) for v in row])
+            made = dict(raw.insert("orders", _ORDER_INSERT, rows, "RETURNING order_no, id"))
+            for o in self.new_orders:
+                o.pk = made[o.order_no]
+        dirty: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
+        for o in self.orders.values():
+            if o.dirty and not o.new:
+                keys = tuple(sorted(o.dirty))
+                dirty[keys].append([*(db_value(getattr(o, n)) for n in keys), o.pk])
+        for keys, params in dirty.items():
+            raw.update("orders", keys, params)
+        if self.new_care:
+            keys = tuple(
+                sorted(
+                    {k for item, _, _ in self.new_care for k in item.row or ()} | {"customer_pk", "order_pk"}
+                )
+            )
+            params = []
+            for item, customer, order in self.new_care:
+                assert item.row is not None
+                row = {**item.row, "customer_pk": customer.pk, "order_pk": order.pk}
+                params.append([db_value(row.get(k)) for k in keys])
+            raw.cur.executemany(
+                f"INSERT INTO care_message ({_quoted(keys)}) VALUES ({_marks(len(keys))}) "
+                "ON CONFLICT(plan_key) DO NOTHING",
+                params,
+            )
+        for chunk in _chunks(self.dropped):
+            raw.cur.execute(
+                "UPDATE care_message SET state=?, drop_reason=?, fire_at=NULL, decided_at=? "
+                f"WHERE id IN ({_marks(len(chunk))}) AND state IN ({_marks(len(OPEN_CARE))})",
+                (CareState.DROPPED, "no_longer_applies", db_time(self.now), *chunk, *OPEN_CARE),
+            )
+
+    def write_core(self) -> None:
         conn = self.conn
         if self.new_customers:
             rows = [
@@ -581,9 +800,6 @@ class _Run:
                     decided_at=self.now,
                 )
             )
-        self.write_resolutions()
-        if self.touched:
-            refresh_figures_sync(conn, [c.pk for c in self.touched if c.pk is not None])
 
     def redraw(self, results: Sequence[Applied]) -> None:
         """The stored messages dropped with a card in the group, as rows (their card is redrawn)."""
@@ -623,13 +839,18 @@ def _transaction(
                     if new
                 ]
                 for chunk in _chunks(later):
-                    run.conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
+                    if run.raw is not None:
+                        run.raw.cur.execute(
+                            f"DELETE FROM shop_event WHERE id IN ({_marks(len(chunk))})", chunk
+                        )
+                    else:
+                        run.conn.execute(delete(_EVENTS).where(_EVENTS.c.id.in_(chunk)))
                 break
             results.append(run.apply(events, flags))
         run.write()
         run.redraw(results)
         session.commit()
-    except IntegrityError:
+    except (IntegrityError, sqlite3.IntegrityError):
         session.rollback()
         raise EventError("the batch conflicts with data written at the same moment; send it again") from None
     except BaseException:
