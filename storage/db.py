@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,6 +106,7 @@ def sqlite_driver(conn: Any) -> sqlite3.Connection | None:
     return driver if isinstance(driver, sqlite3.Connection) else None
 
 
+@lru_cache(maxsize=8192)  # a batch's events share a few instants; aware datetimes hash by instant
 def db_time(value: datetime) -> str:
     """An aware datetime as the ORM stores it on SQLite."""
     if value.tzinfo is None:
@@ -112,6 +114,7 @@ def db_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+@lru_cache(maxsize=8192)
 def py_time(value: str | None) -> datetime | None:
     """A stored SQLite datetime as the ORM reads it: aware, UTC."""
     if value is None:

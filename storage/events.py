@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, DateTime, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -40,10 +40,13 @@ from crm.events import (
     ReviewData,
     advance,
 )
+from crm.figures import Figures, compute_figures
+from crm.figures import OrderFacts as FigureFacts
 from crm.followups import OPEN_STATES as FOLLOW_UP_OPEN
 from storage import care, followups
 from storage.db import db_time, db_value, py_date, py_time, sqlite_driver
-from storage.figures_sync import refresh_figures_raw, refresh_figures_sync
+from storage.figures import FIGURE_COLUMNS
+from storage.figures_sync import refresh_figures_sync
 from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent
 
 _EVENTS = ShopEvent.__table__  # type: ignore[attr-defined]
@@ -106,7 +109,19 @@ Batch = Sequence[tuple[Event, object]]
 
 # The rows a batch works on, in memory --------------------------------------------------------------
 class _Customer:
-    __slots__ = ("birthday", "changes", "ext", "last_purchase_at", "new", "pk", "province", "purchases")
+    __slots__ = (
+        "birthday",
+        "changes",
+        "ext",
+        "history",
+        "last_purchase_at",
+        "mine",
+        "new",
+        "pk",
+        "province",
+        "purchases",
+        "stored",
+    )
 
     def __init__(
         self,
@@ -121,6 +136,11 @@ class _Customer:
         self.last_purchase_at, self.province = last_purchase_at, province
         self.changes: dict[str, Any] = {}  # columns to write back
         self.new = pk is None
+        # On SQLite the figures are kept in memory (_Run.figures): the stored figure columns, the
+        # stored orders' figure facts by order id, the orders the batch holds.
+        self.stored: Figures | None = Figures() if self.new else None
+        self.history: dict[int, tuple[Any, ...]] = {}
+        self.mine: list[_Order] = []
 
     def facts(self) -> CustomerFacts:
         return CustomerFacts(self.ext, self.purchases, self.birthday, self.last_purchase_at, self.province)
@@ -151,6 +171,7 @@ class _Order:
         self.pk, self.order_no, self.customer = pk, order_no, customer
         for name in ORDER_FIELDS:
             setattr(self, name, values.get(name))
+        customer.mine.append(self)
         self.dirty: set[str] = set()
         self.new = pk is None
 
@@ -219,6 +240,10 @@ _ORDER_SELECT = ("id", "order_no", "customer_pk", *ORDER_FIELDS)
 _ORDER_INSERT = ("order_no", "customer_pk", *ORDER_FIELDS)
 _ORDER_TIMES = tuple(i for i, n in enumerate(_ORDER_SELECT) if n.endswith("_at"))
 _CUSTOMER_SELECT = ("id", "external_id", "purchases", "birthday", "last_purchase_at", "province")
+_CUSTOMER_RAW = ("id", "external_id", "birthday", "province", *FIGURE_COLUMNS)
+_FIGURES_WRITE = "UPDATE customer SET " + ",".join(f"{n}=?" for n in FIGURE_COLUMNS) + " WHERE id=?"
+_CARE_TIMES = frozenset(c.name for c in _CARE.c if isinstance(getattr(c.type, "impl", c.type), DateTime))
+NEW_IDS = 1 << 62  # sorts an order the batch creates after every stored one, as its id will
 _CUSTOMER_INSERT = ("external_id", *CUSTOMER_FIELDS, "updated_at", "bad_reviewer", "open_complaint")
 _CUSTOMER_ZEROS = ("orders_count", "purchases", "total_spent_cents", "max_payment_cents", "contacted_count",
                    "responded_count")  # fmt: skip
@@ -277,8 +302,38 @@ class _Raw:
         return out
 
     def customers(self, column: str, keys: Collection[Any]) -> list[tuple[Any, ...]]:
-        sql = f"SELECT {_quoted(_CUSTOMER_SELECT)} FROM customer WHERE {column} IN ({{}})"
-        return [(pk, e, n, py_date(b), py_time(last), p) for pk, e, n, b, last, p in self.select(sql, keys)]
+        """Laid out as _CUSTOMER_SELECT, then the stored figures."""
+        sql = f"SELECT {_quoted(_CUSTOMER_RAW)} FROM customer WHERE {column} IN ({{}})"
+        out = []
+        for (
+            pk,
+            ext,
+            birthday,
+            province,
+            count,
+            purchases,
+            total,
+            top,
+            first_at,
+            first,
+            last_at,
+            last,
+        ) in self.select(sql, keys):
+            last_at = py_time(last_at)
+            stored = Figures(count, purchases, total, top, py_time(first_at), first, last_at, last)
+            out.append((pk, ext, purchases, py_date(birthday), last_at, province, stored))
+        return out
+
+    def order_facts(self, customer_pks: Collection[int]) -> list[tuple[Any, ...]]:
+        """(customer_pk, id, created_at, amount_cents, paid_at, refunded_at) of their orders."""
+        sql = (
+            "SELECT customer_pk, id, created_at, amount_cents, paid_at, refunded_at FROM orders "
+            "WHERE customer_pk IN ({})"
+        )
+        return [
+            (c, o, py_time(at), a, py_time(p), py_time(r))
+            for c, o, at, a, p, r in self.select(sql, customer_pks)
+        ]
 
     def care(self, where: str, keys: Collection[Any], prefix: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         sql = f"SELECT {_quoted(_CARE_SELECT)} FROM care_message WHERE {where} IN ({{}})"
@@ -331,6 +386,7 @@ class _Run:
         self.open_follow_ups: dict[int, list[tuple[int, str]]] = defaultdict(list)
         self.resolving: list[tuple[int, str, Applied]] = []  # (follow-up id, reason, for whom)
         self.touched: set[_Customer] = set()
+        self.moved: set[_Customer] = set()  # touched since the last settle()
 
     # Reading ----------------------------------------------------------------------------------------
     def claim_ids(self, requests: Sequence[Batch]) -> list[list[bool]]:
@@ -414,11 +470,17 @@ class _Run:
                 rows += self.conn.execute(select(*columns).where(c.external_id.in_(chunk))).all()
             for chunk in _chunks(owners):
                 rows += self.conn.execute(select(*columns).where(c.id.in_(chunk))).all()
-        for pk, ext, purchases, birthday, last_purchase_at, province in rows:
+        for row in rows:
+            pk, ext, purchases, birthday, last_purchase_at, province = row[:6]
             if pk not in by_pk:
                 by_pk[pk] = self.customers[ext] = _Customer(
                     pk, ext, purchases, birthday, last_purchase_at, province
                 )
+                if raw is not None:
+                    by_pk[pk].stored = row[6]
+        if raw is not None:  # the figure facts of their orders: figures are kept in memory
+            for customer_pk, order_pk, *facts in raw.order_facts(by_pk):
+                by_pk[customer_pk].history[order_pk] = tuple(facts)
         for row in stored_orders:
             self.orders[row[1]] = _Order(
                 row[0], row[1], by_pk[row[2]], **dict(zip(ORDER_FIELDS, row[3:], strict=True))
@@ -616,6 +678,7 @@ class _Run:
                     # A new order, a payment, a refund: the customer's figures move (a shipment
                     # does not; a field changed before in the batch touched them then).
                     self.touched.add(order.customer)
+                    self.moved.add(order.customer)
                 self.resolve(order.customer, event.type, result)
                 if self.care is not None:
                     self.on_order(event, order, result)
@@ -631,6 +694,40 @@ class _Run:
                     self.session, product=data.product, scenarios=self.restock_scenarios, now=self.now
                 )
         return result
+
+    # Figures in memory (SQLite) -----------------------------------------------------------------------
+    def figures(self, c: _Customer) -> Figures:
+        """compute_figures over the customer's orders as the batch left them, in (created_at, id)
+        order, as storage.figures feeds them."""
+        held = {o.pk for o in c.mine if o.pk is not None}
+        rows = [(f[0], pk, f[1], f[2], f[3]) for pk, f in c.history.items() if pk not in held]
+        for i, o in enumerate(c.mine):
+            pk = o.pk if o.pk is not None else NEW_IDS + i
+            rows.append((o.created_at, pk, o.amount_cents, o.paid_at, o.refunded_at))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return compute_figures(FigureFacts(r[0], r[2], r[3], r[4]) for r in rows)
+
+    def settle(self) -> None:
+        """Before the next request: the figures the requests so far moved, as it would read them
+        had they committed first (what the care rules read: purchases, last purchase)."""
+        for c in self.moved:
+            f = self.figures(c)
+            c.purchases, c.last_purchase_at = f.purchases, f.last_purchase_at
+        self.moved.clear()
+
+    def write_figures(self, raw: _Raw) -> None:
+        writes = []
+        for c in self.touched:
+            f = self.figures(c)
+            if f != c.stored:
+                first = None if f.first_purchase_at is None else db_time(f.first_purchase_at)
+                last = None if f.last_purchase_at is None else db_time(f.last_purchase_at)
+                writes.append(
+                    (f.orders_count, f.purchases, f.total_spent_cents, f.max_payment_cents, first,
+                     f.first_purchase_cents, last, f.last_purchase_cents, c.pk)
+                )  # fmt: skip
+        if writes:
+            raw.cur.executemany(_FIGURES_WRITE, writes)
 
     # Writing ----------------------------------------------------------------------------------------
     def write_resolutions(self) -> None:
@@ -653,12 +750,10 @@ class _Run:
         else:
             self.write_core()
         self.write_resolutions()
-        if self.touched:
-            pks = [c.pk for c in self.touched if c.pk is not None]
-            if self.raw is not None:
-                refresh_figures_raw(self.raw.cur, pks)
-            else:
-                refresh_figures_sync(self.conn, pks)
+        if self.raw is not None:
+            self.write_figures(self.raw)
+        elif self.touched:
+            refresh_figures_sync(self.conn, [c.pk for c in self.touched if c.pk is not None])
 
     def write_raw(self, raw: _Raw) -> None:
         """write_core's statements on the sqlite3 connection, the same rows."""
@@ -710,11 +805,16 @@ class _Run:
                     {k for item, _, _ in self.new_care for k in item.row or ()} | {"customer_pk", "order_pk"}
                 )
             )
+            times = [i for i, k in enumerate(keys) if k in _CARE_TIMES]
             params = []
             for item, customer, order in self.new_care:
                 assert item.row is not None
                 row = {**item.row, "customer_pk": customer.pk, "order_pk": order.pk}
-                params.append([db_value(row.get(k)) for k in keys])
+                values = [row.get(k) for k in keys]
+                for i in times:
+                    if values[i] is not None:
+                        values[i] = db_time(values[i])
+                params.append(values)
             raw.cur.executemany(
                 f"INSERT INTO care_message ({_quoted(keys)}) VALUES ({_marks(len(keys))}) "
                 "ON CONFLICT(plan_key) DO NOTHING",
@@ -831,7 +931,9 @@ def _transaction(
             run.load(requests, fresh)
         results: list[Applied] = []
         for events, flags in zip(requests, fresh, strict=True):
-            if results and run.touched & run.owners(events, flags):
+            if results and run.raw is not None:
+                run.settle()  # figures in memory: the group goes on
+            elif results and run.touched & run.owners(events, flags):
                 later = [
                     e.id
                     for rest, f in zip(requests[len(results) :], fresh[len(results) :], strict=True)

@@ -19,6 +19,7 @@ from storage import followups
 from storage.care_planner import CarePlanner
 from storage.db import ThreadedWrites, create_engine, make_sessionmaker, sqlite_driver
 from storage.events import Applied, apply_events_sync
+from storage.figures import figures_mismatches
 from storage.followups import NewFollowUp
 from storage.migrate import upgrade_async
 from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent, TeamChat
@@ -161,6 +162,7 @@ async def test_the_raw_sqlite_path_stores_what_the_core_path_stores(tmp_path: Pa
         plans = (await session.exec(select(CareMessage).order_by(CareMessage.id))).all()
         assert plans and all(p.due_at.tzinfo is not None and p.created_at.tzinfo is not None for p in plans)
         assert any(p.state == "dropped" and p.decided_at is not None for p in plans)
+        assert await figures_mismatches(await session.connection()) == []  # figures kept in memory are exact
         unpaid = (await session.exec(select(FollowUp).where(FollowUp.scenario == "unpaid"))).one()
         assert unpaid.state == "cancelled" and unpaid.closed_at is not None
     await engine.dispose()
