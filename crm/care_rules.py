@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -222,8 +223,16 @@ def _province_key(province: str | None, keys: Iterable[str]) -> str | None:
     # "新疆维吾尔自治区" and "新疆" are the same destination: the short name is the key.
     if not province:
         return None
+    return _matching_key(province, tuple(keys))
+
+
+@lru_cache(maxsize=4096)  # a few dozen provinces × a few key lists: every event asks again
+def _matching_key(province: str, keys: tuple[str, ...]) -> str | None:
     text = province.strip()
-    return next((k for k in keys if text.startswith(k)), None)
+    for k in keys:
+        if text.startswith(k):
+            return k
+    return None
 
 
 # Parsing
