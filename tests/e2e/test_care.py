@@ -26,7 +26,7 @@ from tests.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 WEBHOOK_SECRET = "care-webhook-secret"
-FORUM_GROUP = -1004000000001
+FORUM_GROUP = -1005000000001
 APPROVALS_TOPIC = 77
 _ids = itertools.count(1)
 

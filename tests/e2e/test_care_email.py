@@ -19,7 +19,7 @@ from tests.e2e.test_followup_durability import OwnBot, prepare
 from tests.receivers import SmtpReceiver
 
 pytestmark = pytest.mark.e2e
-GROUP = -1004100000001
+GROUP = -1005100000001
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from tests.e2e.test_followup_durability import OwnBot, prepare
 from tests.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
-GROUP = -1004200000001
+GROUP = -1005200000001
 
 
 @pytest.fixture(scope="module")
