@@ -12,9 +12,9 @@ Idempotency-Key (a key answered 2xx before gets 409). CARE_QUIET_HOURS=off, caps
 
 Set-up: `--messages` customers, each with an unpaid order and a payment reminder in state `queued`
 (rendered text, due a minute ago), written with SQL straight into the database. Then the burst:
-this process calls storage.care.approve, the function the Approve button calls, once per message in
-a tight loop on one session (as "Approve all of this rule today" does), against the same database;
-the bot's 1-second sweep picks the approved rows up. Measured: from the first approval to the last
+this process calls storage.care.approve_many, what "Approve all of this rule today" runs, 100
+messages a press, five leads in turn, against the same database; the bot's 1-second sweep picks
+the approved rows up. Measured: from the first approval to the last
 delivery at the receiver (drain), deliveries per second over that time and its ratio to the limit
 (bar: ≥ 0.8; achieved/s counts from the first to the last delivery), every key delivered exactly
 once (bar), re-sends the receiver answered 409, rows `delivered` (bar: all), rows `failed`, the
