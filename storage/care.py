@@ -27,7 +27,6 @@ from crm.care_queue import (
     AGENT_TASK,
     ALERT_CHANNEL,
     DUE_STATES,
-    OPEN_STATES,
     CareState,
     gives_up,
     retry_delay,
@@ -136,19 +135,6 @@ async def plan(
     stmt = make(T).on_conflict_do_nothing(index_elements=["plan_key"])
     result = await conn.execute(stmt, [_row(p, customer_pk, order_pk, now) for p in planned])
     return int(result.rowcount or 0)
-
-
-async def payment_reminder_days(*, session: AsyncSession, customer_pk: int) -> list[datetime]:
-    """Due times of the customer's payment reminders that are or were going out (one a day)."""
-    rows = await _core(
-        session,
-        select(T.c.due_at).where(
-            T.c.customer_pk == customer_pk,
-            T.c.rule.in_(PAYMENT_RULES),
-            T.c.state.not_in([CareState.DROPPED, CareState.SKIPPED]),
-        ),
-    )
-    return list(rows.scalars())
 
 
 def plan_row(p: PlannedCare, customer_pk: int, order_pk: int | None, now: datetime) -> dict[str, Any]:
@@ -298,13 +284,11 @@ async def postpone(
     await session.commit()
 
 
-async def drop(
-    *, session: AsyncSession, message_id: int, reason: str, now: datetime, token: str | None = None
-) -> bool:
-    where = _ours(message_id, token) if token else and_(T.c.id == message_id, T.c.state.in_(OPEN_STATES))
+async def drop(*, session: AsyncSession, message_id: int, reason: str, now: datetime, token: str) -> bool:
+    """The engine's claim found the message pointless (order moved on) or excluded (opted out …)."""
     won = await _set(
         session,
-        where,
+        _ours(message_id, token),
         {
             "state": CareState.DROPPED,
             "drop_reason": reason[:32],
@@ -317,13 +301,15 @@ async def drop(
     return won
 
 
-async def _booked(session: AsyncSession, customer_pk: int, exclude: int | None) -> list[datetime]:
-    """The customer's messages sent or scheduled to be sent, for the caps."""
+async def _booked(
+    session: AsyncSession, customer_pks: Sequence[int], exclude: int = 0
+) -> dict[int, list[datetime]]:
+    """Per customer, their messages sent or scheduled to be sent: what the caps count."""
     rows = await _core(
         session,
-        select(func.coalesce(T.c.delivered_at, T.c.send_at)).where(
-            T.c.customer_pk == customer_pk,
-            T.c.id != (exclude or 0),
+        select(T.c.customer_pk, func.coalesce(T.c.delivered_at, T.c.send_at)).where(
+            T.c.customer_pk.in_(list(customer_pks)),
+            T.c.id != exclude,
             T.c.channel.not_in(NOT_COUNTED),
             or_(
                 T.c.state == CareState.DELIVERED,
@@ -331,12 +317,18 @@ async def _booked(session: AsyncSession, customer_pk: int, exclude: int | None) 
             ),
         ),
     )
-    return [at for at in rows.scalars() if at is not None]
+    booked: dict[int, list[datetime]] = {pk: [] for pk in customer_pks}
+    for pk, at in rows:
+        if at is not None:
+            booked[pk].append(at)
+    return booked
 
 
 async def slot_for(*, session: AsyncSession, item: CareItem, now: datetime, schedule: Schedule) -> SendSlot:
     zone = zone_of(item.customer, schedule.team_zone)
-    booked = await _booked(session, item.customer.id or 0, item.message.id)
+    booked = (await _booked(session, [item.message.customer_pk], exclude=item.message.id or 0))[
+        item.message.customer_pk
+    ]
     return send_slot(
         max(now, item.message.due_at), booked=booked, zone=zone, quiet=schedule.quiet, caps=schedule.caps
     )
@@ -418,22 +410,7 @@ async def approve_many(
         items = [i for i in await load(session=session, ids=chunk) if i.message.state == CareState.QUEUED]
         if not items:
             continue
-        customers = sorted({i.message.customer_pk for i in items})
-        booked_rows = await _core(
-            session,
-            select(T.c.customer_pk, func.coalesce(T.c.delivered_at, T.c.send_at)).where(
-                T.c.customer_pk.in_(customers),
-                T.c.channel.not_in(NOT_COUNTED),
-                or_(
-                    T.c.state == CareState.DELIVERED,
-                    and_(T.c.state.in_([CareState.APPROVED, CareState.SENDING]), T.c.send_at.is_not(None)),
-                ),
-            ),
-        )
-        booked: dict[int, list[datetime]] = {}
-        for pk, at in booked_rows:
-            if at is not None:
-                booked.setdefault(pk, []).append(at)
+        booked = await _booked(session, sorted({i.message.customer_pk for i in items}))
         params = []
         for item in items:
             m = item.message
@@ -441,7 +418,7 @@ async def approve_many(
             if m.channel == AGENT_TASK:
                 params.append({**row, "b_state": CareState.TASK, "b_send_at": None, "b_reasons": None})
                 continue
-            mine = booked.setdefault(m.customer_pk, [])
+            mine = booked[m.customer_pk]
             zone = zone_of(item.customer, schedule.team_zone)
             slot = send_slot(
                 max(now, m.due_at), booked=mine, zone=zone, quiet=schedule.quiet, caps=schedule.caps
@@ -506,16 +483,6 @@ async def decide(
             await _contacted(session, row.customer_pk, now)
     await session.commit()
     return Decision(won, await _get(session, message_id))
-
-
-async def set_text(*, session: AsyncSession, message_id: int, text: str, actor_name: str) -> bool:
-    won = await _set(
-        session,
-        and_(T.c.id == message_id, T.c.state == CareState.QUEUED),
-        {"text": text, "edited_by_name": actor_name[:128]},
-    )
-    await session.commit()
-    return won
 
 
 async def queued_of_rule(
@@ -609,19 +576,6 @@ async def record_result(
         await _contacted(session, m.customer_pk, now)
     await session.commit()
     return str(values["state"])
-
-
-async def delivery_log(*, session: AsyncSession, customer_pk: int, limit: int = 5) -> list[CareMessage]:
-    rows = await session.exec(
-        orm_select(CareMessage)
-        .where(
-            CareMessage.customer_pk == customer_pk,
-            col(CareMessage.state).in_([CareState.DELIVERED, CareState.DONE, CareState.FAILED]),
-        )
-        .order_by(col(CareMessage.decided_at).desc(), col(CareMessage.id).desc())
-        .limit(limit)
-    )
-    return list(rows.all())
 
 
 # Customers and settings ---------------------------------------------------------------------------
