@@ -7,6 +7,7 @@ import calendar
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -29,10 +30,31 @@ from storage import care
 from storage.models import Customer, Order, OrderItem, Product
 
 
-def order_facts(order: Order, customer: Customer) -> OrderFacts:
+class OrderLike(Protocol):
+    """An order row, or the event path's in-memory copy of one."""
+
+    order_no: str
+    status: str
+    created_at: datetime
+    amount_cents: int
+    source: str | None
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    signed_at: datetime | None
+    carrier: str | None
+    province: str | None
+    tracking_no: str | None
+
+
+def order_facts(order: OrderLike, customer: Customer) -> OrderFacts:
+    return facts_of_order(order, customer.external_id, customer.province)
+
+
+def facts_of_order(order: OrderLike, customer_id: str, customer_province: str | None) -> OrderFacts:
+    """What the care rules read of an order; the customer's province stands in for a missing one."""
     return OrderFacts(
         order_no=order.order_no,
-        customer_id=customer.external_id,
+        customer_id=customer_id,
         status=order.status,
         created_at=order.created_at,
         amount_cents=order.amount_cents,
@@ -41,7 +63,7 @@ def order_facts(order: Order, customer: Customer) -> OrderFacts:
         shipped_at=order.shipped_at,
         signed_at=order.signed_at,
         carrier=order.carrier,
-        province=order.province or customer.province,
+        province=order.province or customer_province,
         tracking_no=order.tracking_no,
     )
 

@@ -44,6 +44,7 @@ from crm.figures import Figures, compute_figures
 from crm.figures import OrderFacts as FigureFacts
 from crm.followups import OPEN_STATES as FOLLOW_UP_OPEN
 from storage import care, followups
+from storage.care_planner import facts_of_order
 from storage.db import db_time, db_value, py_date, py_time, sqlite_driver
 from storage.figures import FIGURE_COLUMNS
 from storage.figures_sync import refresh_figures_sync
@@ -181,21 +182,7 @@ class _Order:
             self.dirty.add(name)
 
     def facts(self) -> OrderFacts:
-        c = self.customer
-        return OrderFacts(
-            order_no=self.order_no,
-            customer_id=c.ext,
-            status=self.status,
-            created_at=self.created_at,
-            amount_cents=self.amount_cents,
-            source=self.source,
-            paid_at=self.paid_at,
-            shipped_at=self.shipped_at,
-            signed_at=self.signed_at,
-            carrier=self.carrier,
-            province=self.province or c.province,
-            tracking_no=self.tracking_no,
-        )
+        return facts_of_order(self, self.customer.ext, self.customer.province)
 
 
 class _Care:
