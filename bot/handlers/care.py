@@ -78,7 +78,9 @@ async def _decide(
     from_states: tuple[str, ...],
     to_state: str,
     done: str,
-) -> None:
+) -> CareMessage | None:
+    """One press moves the message from one of `from_states` to `to_state`; returns it, or None
+    (the presser is told who decided first)."""
     decision = await care.decide(
         session=session,
         message_id=message_id,
@@ -88,10 +90,11 @@ async def _decide(
         actor_name=query.from_user.full_name,
         now=engine.clock.now(),
     )
-    if not decision.won:
+    if not decision.won or decision.message is None:
         await query.answer(_already(decision.message, engine), show_alert=True)
-        return
+        return None
     await _after(query, engine, decision.message, done)
+    return decision.message
 
 
 @router.callback_query(CareCb.filter(F.action == CareAction.SKIP))
@@ -131,22 +134,20 @@ async def take_alert(
 async def resolve_alert(
     query: CallbackQuery, callback_data: CareCb, session: AsyncSession, care_engine: CareEngine
 ) -> None:
-    decision = await care.decide(
-        session=session,
-        message_id=callback_data.id,
-        from_states=(CareState.HANDLING,),
-        to_state=CareState.HANDLED,
-        actor_id=query.from_user.id,
-        actor_name=query.from_user.full_name,
-        now=care_engine.clock.now(),
+    settled = await _decide(
+        query,
+        session,
+        care_engine,
+        callback_data.id,
+        (CareState.HANDLING,),
+        CareState.HANDLED,
+        _("Resolved."),
     )
-    if not decision.won or decision.message is None:
-        await query.answer(_already(decision.message, care_engine), show_alert=True)
+    if settled is None:
         return
     # The complaint is settled: marketing may reach them again (a bad review still holds it back).
-    await care.set_reach(session=session, customer_pk=decision.message.customer_pk, open_complaint=False)
+    await care.set_reach(session=session, customer_pk=settled.customer_pk, open_complaint=False)
     await session.commit()
-    await _after(query, care_engine, decision.message, _("Resolved."))
 
 
 @router.callback_query(CareCb.filter(F.action == CareAction.APPROVE_RULE))

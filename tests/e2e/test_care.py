@@ -60,20 +60,33 @@ def care_bot(
     bot = OwnBot(env, workdir / "bot.log")
     bot.start()
     # A forum supergroup: care cards go to the general thread until a lead routes them to a topic.
-    chat_id = FORUM_GROUP
+    chat_id = bound_group(emulator, env, FORUM_GROUP, forum=True, members=(LEAD, AGENT, AGENT_ZH))
+    try:
+        yield bot, chat_id
+    finally:
+        bot.stop_all()
+
+
+def bound_group(
+    emulator: Emulator,
+    env: dict[str, str],
+    chat_id: int,
+    *,
+    forum: bool = False,
+    members: tuple[dict[str, Any], ...] = (LEAD, AGENT),
+) -> int:
+    """A group only this module's bot serves (the suite's main bot has left it), bound by the lead:
+    the first bound group, so care cards come here."""
     emulator.call(
-        "POST", "/control/chats", {"id": chat_id, "type": "supergroup", "title": "Care", "is_forum": True}
+        "POST", "/control/chats", {"id": chat_id, "type": "supergroup", "title": "Care", "is_forum": forum}
     )
-    for member in (LEAD, AGENT, AGENT_ZH):
+    for member in members:
         emulator.add_member(chat_id, member)
     main_bot = int(TOKEN.split(":")[0])
     emulator.add_member(chat_id, {"id": main_bot, "is_bot": True, "first_name": "main"}, status="left")
     (bound,) = ChatUser(emulator, chat_id, LEAD, token=env["TELEGRAM_BOT_TOKEN"]).send("/bind")
     assert "Touchpoint team chat" in bound["text"]
-    try:
-        yield bot, chat_id
-    finally:
-        bot.stop_all()
+    return chat_id
 
 
 def user(emulator: Emulator, care_bot: tuple[OwnBot, int], who: dict[str, Any]) -> ChatUser:
@@ -127,6 +140,16 @@ def delivered_texts(receiver: WebhookReceiver, order_no: str) -> list[str]:
     ]
 
 
+def reminder_card(
+    emulator: Emulator, care_bot: tuple[OwnBot, int], amount: str = "88.00"
+) -> tuple[str, str, dict[str, Any]]:
+    """An unpaid order, 26 minutes on: (order no., customer id, its payment reminder's card)."""
+    bot, chat_id = care_bot
+    order_no, customer_id = new_order(bot.env, amount)
+    advance(bot.env, 26)
+    return order_no, customer_id, card_for(emulator, chat_id, order_no)
+
+
 def test_an_unpaid_order_gets_a_reminder_card_that_one_tap_sends_once(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
@@ -175,11 +198,9 @@ def test_an_unpaid_order_gets_a_reminder_card_that_one_tap_sends_once(
 def test_an_order_paid_meanwhile_drops_its_reminder_card(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
+    bot = care_bot[0]
     agent = user(emulator, care_bot, AGENT)
-    order_no, _customer = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot)
     before = agent.current(card)["edit_count"]
     status, _body = post_events(
         bot.env,
@@ -200,11 +221,8 @@ def test_an_order_paid_meanwhile_drops_its_reminder_card(
 def test_two_agents_press_skip_and_approve_together_one_decision_stands(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
     agent, lead = user(emulator, care_bot, AGENT), user(emulator, care_bot, LEAD)
-    order_no, _customer = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot)
     first = agent.click(card, "⏭ Skip")
     second = lead.click(card, "✅ Approve")
     assert first["text"] == "Skipped."
@@ -216,11 +234,8 @@ def test_two_agents_press_skip_and_approve_together_one_decision_stands(
 def test_edit_takes_the_next_message_shows_it_and_sends_it_on_confirm(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
     agent = user(emulator, care_bot, AGENT)
-    order_no, _customer = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot)
     _answer, (prompt,) = agent.click_expecting(card, "✏️ Edit")
     assert "reply with the new text" in prompt["text"]
     (preview,) = agent.reply_to(prompt, f"亲，订单{order_no}还在等您付款，库存给您留着哦")
@@ -234,11 +249,9 @@ def test_edit_takes_the_next_message_shows_it_and_sends_it_on_confirm(
 def test_a_receiver_that_fails_is_retried_and_the_customer_gets_it_once(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
+    bot = care_bot[0]
     agent = user(emulator, care_bot, AGENT)
-    order_no, _customer = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot)
     receiver.script([500])
     agent.click(card, "✅ Approve")
     wait_until(lambda: "retrying" in agent.current(card)["text"], what="the card to show the retry")
@@ -306,11 +319,8 @@ def test_only_a_lead_approves_a_whole_rule_and_it_takes_every_waiting_one(
 def test_queue_lists_what_waits_and_optout_drops_it(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
     agent = user(emulator, care_bot, AGENT)
-    order_no, customer_id = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, customer_id, card = reminder_card(emulator, care_bot)
     (listing,) = agent.send("/queue")
     assert "Waiting" in listing["text"] and customer_id in listing["text"]
     (bad,) = agent.send("/optout")
@@ -395,11 +405,9 @@ def test_a_rule_a_lead_made_automatic_goes_without_a_card_and_back(
 def test_a_crash_between_approval_and_delivery_still_delivers_exactly_once(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
+    bot = care_bot[0]
     agent = user(emulator, care_bot, AGENT)
-    order_no, _customer = new_order(bot.env)
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot)
     receiver.delay(4, times=1)  # the gateway takes its time: the bot dies while it waits
     agent.click(card, "✅ Approve")
     wait_until(
@@ -420,11 +428,8 @@ def test_a_crash_between_approval_and_delivery_still_delivers_exactly_once(
 def test_a_high_value_unpaid_order_becomes_a_call_for_an_agent(
     emulator: Emulator, care_bot: tuple[OwnBot, int], receiver: WebhookReceiver
 ) -> None:
-    bot, chat_id = care_bot
     agent = user(emulator, care_bot, AGENT)
-    order_no, _customer = new_order(bot.env, amount="1888.00")
-    advance(bot.env, 26)
-    card = card_for(emulator, chat_id, order_no)
+    order_no, _customer, card = reminder_card(emulator, care_bot, amount="1888.00")
     assert "phone call" in card["text"] and "SMS" not in card["text"].split("\n")[-1]
     assert [b["text"] for b in buttons(card)] == ["📞 I'll call", "⏭ Skip"]
     taken = agent.click_and_wait_edit(card, "I'll call")

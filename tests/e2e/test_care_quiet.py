@@ -12,9 +12,9 @@ import pytest
 
 from bot.clock import Clock
 from tests.e2e.chat import ChatUser, Emulator
-from tests.e2e.conftest import AGENT, LEAD, TOKEN, wait_until
+from tests.e2e.conftest import AGENT, wait_until
 from tests.e2e.shop import advance
-from tests.e2e.test_care import WEBHOOK_SECRET, card_for, delivered_texts, new_order
+from tests.e2e.test_care import WEBHOOK_SECRET, bound_group, card_for, delivered_texts, new_order
 from tests.e2e.test_followup_durability import OwnBot, prepare
 from tests.receivers import WebhookReceiver
 
@@ -46,14 +46,7 @@ def quiet_bot(
     )
     bot = OwnBot(env, workdir / "bot.log")
     bot.start()
-    emulator.create_chat(GROUP, title="Quiet team")
-    for member in (LEAD, AGENT):
-        emulator.add_member(GROUP, member)
-    emulator.add_member(
-        GROUP, {"id": int(TOKEN.split(":")[0]), "is_bot": True, "first_name": "m"}, status="left"
-    )
-    (bound,) = ChatUser(emulator, GROUP, LEAD, token=env["TELEGRAM_BOT_TOKEN"]).send("/bind")
-    assert "Touchpoint team chat" in bound["text"]
+    bound_group(emulator, env, GROUP)
     try:
         yield bot
     finally:
