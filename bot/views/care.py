@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from aiogram.utils.i18n import gettext as _
 
 from bot.views.card import display_name
-from bot.views.format import clip, h, money
+from bot.views.format import clip, h, money, short_time
 from crm.care_queue import AGENT_TASK, CareState
 from crm.sending import sms_segments
 from storage.care import CareItem
@@ -51,12 +51,7 @@ def channel_label(channel: str) -> str:
 
 
 def _when(moment: datetime | None, ctx: CareContext) -> str:
-    if moment is None:
-        return "—"
-    local = moment.astimezone(ctx.zone)
-    if local.date() == ctx.now.astimezone(ctx.zone).date():
-        return local.strftime("%H:%M")
-    return local.strftime("%m-%d %H:%M")
+    return short_time(moment, ctx.now, ctx.zone)
 
 
 def delay_reasons(m: CareMessage) -> str:

@@ -11,7 +11,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.scenario_book import ScenarioBook
 from bot.views.card import display_name
-from bot.views.format import clip, day, h, money
+from bot.views.format import clip, day, h, money, short_time
 from bot.views.labels import BADGES, label
 from crm import profile
 from crm.followups import State, Step
@@ -35,13 +35,7 @@ def mention(user_id: int, name: str) -> str:
 
 
 def at_time(moment: datetime | None, ctx: FollowUpContext) -> str:
-    """14:20 today, 11-24 09:00 on another day: short enough for a phone."""
-    if moment is None:
-        return "—"
-    local = moment.astimezone(ctx.zone)
-    if local.date() == ctx.now.astimezone(ctx.zone).date():
-        return local.strftime("%H:%M")
-    return local.strftime("%m-%d %H:%M")
+    return short_time(moment, ctx.now, ctx.zone)
 
 
 def duration(delta: timedelta) -> str:

@@ -30,3 +30,13 @@ def h(text: object) -> str:
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_time(moment: datetime | None, now: datetime, zone: ZoneInfo) -> str:
+    """14:20 today, 11-24 09:00 on another day: short enough for a phone."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(zone)
+    if local.date() == now.astimezone(zone).date():
+        return local.strftime("%H:%M")
+    return local.strftime("%m-%d %H:%M")
