@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import re
@@ -73,9 +74,11 @@ def _confirm(call: Call, offset: int) -> None:
     """Offsets confirm updates below them; a negative offset keeps only the last -offset updates."""
     bot = call.bot
     if offset > 0:
-        bot.updates = [u for u in bot.updates if u["update_id"] >= offset]
+        for update_id in list(itertools.takewhile(lambda uid: uid < offset, bot.updates)):
+            del bot.updates[update_id]
     elif offset < 0:
-        bot.updates = bot.updates[offset:]
+        for update_id in list(bot.updates)[:offset]:
+            del bot.updates[update_id]
 
 
 async def get_updates(call: Call) -> list[Json]:
@@ -112,7 +115,7 @@ async def get_updates(call: Call) -> list[Json]:
                 "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
                 "is running",
             )
-    batch = copy.deepcopy(bot.updates[:limit])
+    batch = copy.deepcopy(list(itertools.islice(bot.updates.values(), limit)))
     if batch:
         bot.max_fetched_update_id = max(bot.max_fetched_update_id, batch[-1]["update_id"])
     return batch
@@ -128,10 +131,22 @@ async def set_webhook(call: Call) -> bool:
     if secret and not _SECRET_TOKEN_RE.match(secret):
         raise bad_request("secret token contains unallowed characters")
     _set_allowed_updates(call)
-    if call.params.flag("drop_pending_updates"):
+    # Like td::clamp in the Bot API server: out-of-range values are clamped, not refused.
+    max_connections = min(max(call.params.integer("max_connections", 40), 1), 100)
+    drop = call.params.flag("drop_pending_updates")
+    current = call.bot.webhook
+    if (
+        current is not None
+        and current.task is not None
+        and not current.task.done()
+        and not drop
+        and (current.url, current.secret_token, current.max_connections) == (url, secret, max_connections)
+    ):
+        # "Webhook is already set": replicas re-registering at start-up must not disturb delivery.
+        return True
+    if drop:
         call.bot.updates.clear()
     call.emu.stop_webhook(call.bot)
-    max_connections = call.params.integer("max_connections", 40)
     call.bot.webhook = Webhook(url=url, secret_token=secret, max_connections=max_connections)
     call.emu.start_webhook(call.bot)
     call.emu.signal.fire()

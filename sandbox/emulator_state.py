@@ -179,14 +179,80 @@ class Webhook:
 
 
 @dataclass
+class WebhookBalancer:
+    """A reverse proxy in front of bot replicas: round-robin, passive health checks (nginx-like).
+
+    A backend that refuses the connection or times out is marked down for ``fail_timeout`` seconds
+    (nginx's max_fails=1) and the request goes on to the next one.
+    """
+
+    urls: list[str]
+    timeout: float = 10.0
+    fail_timeout: float = 1.0
+    cursor: int = 0
+    down_until: dict[str, float] = field(default_factory=dict)
+
+    def route(self, now: float) -> list[str]:
+        """The order to try backends in for one request: the next in turn first, those marked down last."""
+        if not self.urls:
+            return []
+        start = self.cursor % len(self.urls)
+        self.cursor += 1
+        rotated = self.urls[start:] + self.urls[:start]
+        return sorted(rotated, key=lambda url: self.down_until.get(url, 0.0) > now)  # stable
+
+    def describe(self) -> Json:
+        return {"urls": list(self.urls), "timeout": self.timeout, "fail_timeout": self.fail_timeout}
+
+
+@dataclass
+class BackendStats:
+    attempts: int = 0
+    ok: int = 0  # answered 2xx
+    failures: int = 0  # refused, timed out, dropped or answered non-2xx
+    last_error: str | None = None
+
+
+SENT_UPDATES_KEPT = 20_000  # delivered updates remembered for /control/webhook/redeliver
+
+
+@dataclass
+class DeliveryLog:
+    """What webhook delivery did, for tests: per backend URL and per update_id."""
+
+    backends: dict[str, BackendStats] = field(default_factory=dict)
+    delivered: Counter[int] = field(default_factory=Counter)  # update_id → deliveries answered 2xx
+    sent: dict[int, Json] = field(default_factory=dict)  # recent delivered updates, oldest first
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    def backend(self, url: str) -> BackendStats:
+        stats = self.backends.get(url)
+        if stats is None:
+            stats = self.backends[url] = BackendStats()
+        return stats
+
+    def record_success(self, update: Json) -> None:
+        update_id = int(update["update_id"])
+        self.delivered[update_id] += 1
+        self.sent.pop(update_id, None)
+        self.sent[update_id] = update
+        if len(self.sent) > SENT_UPDATES_KEPT:
+            del self.sent[next(iter(self.sent))]
+
+
+@dataclass
 class Bot:
     id: int
     token: str
     user: Json
-    updates: list[Json] = field(default_factory=list)  # not yet confirmed (polling) or delivered (webhook)
+    # Not yet confirmed (polling) or delivered (webhook), by update_id; ids only grow, so the dict is sorted.
+    updates: dict[int, Json] = field(default_factory=dict)
     max_fetched_update_id: int = 0
     allowed_updates: list[str] = field(default_factory=list)
     webhook: Webhook | None = None
+    balancer: WebhookBalancer | None = None  # None: the emulator-wide one, if any
+    deliveries: DeliveryLog = field(default_factory=DeliveryLog)
     poll_generation: int = 0
     detached: bool = False  # set by reset so in-flight long polls of the old world return
     commands: dict[tuple[str, str], list[Json]] = field(default_factory=dict)
@@ -199,7 +265,10 @@ class Bot:
         return kind not in OPT_IN_UPDATES
 
     def prune_unwanted(self) -> None:
-        self.updates = [u for u in self.updates if self.wants(update_type(u))]
+        self.updates = {uid: u for uid, u in self.updates.items() if self.wants(update_type(u))}
+
+    def add_update(self, update: Json) -> None:
+        self.updates[int(update["update_id"])] = update
 
 
 WebhookWorker = Callable[["Emulator", Bot], Coroutine[Any, Any, None]]
@@ -219,6 +288,7 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         webhook_attempts: int = 5,
         webhook_retry_delay: float = 0.2,
+        webhook_timeout: float = 10.0,
     ) -> None:
         from sandbox.emulator_limits import FaultInjector, LimitConfig, RateLimiter
 
@@ -228,6 +298,7 @@ class Emulator:
         self.clock = clock
         self.webhook_attempts = webhook_attempts
         self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_timeout = webhook_timeout  # per delivery attempt to the webhook URL itself
         self.webhook_worker: WebhookWorker | None = None  # installed by build_app
         self._enforce_by_default = enforce_limits
         self.limiter: RateLimiter = RateLimiter(limits or LimitConfig(), enforce_limits, clock)
@@ -243,6 +314,7 @@ class Emulator:
         self.callback_queries: dict[str, CallbackQuery] = {}
         self.files: dict[str, StoredFile] = {}
         self.unclaimed_updates: list[Json] = []  # arrived before any bot connected
+        self.default_balancer: WebhookBalancer | None = None  # for bots without their own
         self.calls: list[Json] = []
         # The shop side in the sandbox: care messages the bot delivered (its webhook channel points here).
         self.outbox: dict[str, Json] = {}
@@ -303,11 +375,17 @@ class Emulator:
             }
             bot = Bot(id=bot_id, token=token, user=user)
             self.bots[bot_id] = bot
-            bot.updates.extend(copy.deepcopy(self.unclaimed_updates))
+            for update in copy.deepcopy(self.unclaimed_updates):
+                bot.add_update(update)
             self.unclaimed_updates.clear()
         elif bot.token != token:
             raise ApiError(401, "Unauthorized")
         return bot
+
+    def balancer_for(self, bot: Bot) -> WebhookBalancer | None:
+        """The proxy in front of the bot's webhook address; None (or no urls): deliver to the URL itself."""
+        balancer = bot.balancer if bot.balancer is not None else self.default_balancer
+        return balancer if balancer is not None and balancer.urls else None
 
     def bot_status(self, bot: Bot, chat: Chat) -> str:
         member = chat.members.get(bot.id)
@@ -541,7 +619,7 @@ class Emulator:
             self.unclaimed_updates.append(update)
         for bot in targets or []:
             if bot.wants(update_type(update)):
-                bot.updates.append(copy.deepcopy(update))
+                bot.add_update(copy.deepcopy(update))
         self.signal.fire()
         return int(update["update_id"])
 
@@ -554,7 +632,7 @@ class Emulator:
         else:
             bots = list(self.bots.values())
         pending = sum(len(bot.updates) for bot in bots)
-        unfetched = sum(1 for bot in bots for u in bot.updates if u["update_id"] > bot.max_fetched_update_id)
+        unfetched = sum(1 for bot in bots for uid in bot.updates if uid > bot.max_fetched_update_id)
         unclaimed = len(self.unclaimed_updates) if token is None else 0
         return {"pending": pending + unclaimed, "unfetched": unfetched + unclaimed, "unclaimed": unclaimed}
 
