@@ -47,8 +47,9 @@ def start_errors_exit() -> Iterator[None]:
 
 @cli.command()
 def run() -> None:
-    """Run the bot against Telegram (or TELEGRAM_API_BASE) with the settings it finds."""
-    from bot.app import build_app, run_polling
+    """Run the bot against Telegram (or TELEGRAM_API_BASE) with the settings it finds: long polling,
+    or Telegram's webhook when WEBHOOK_URL is set."""
+    from bot.app import build_app, run_polling, run_webhook
     from bot.logs import setup_logging
 
     settings = settings_or_exit()
@@ -61,7 +62,8 @@ def run() -> None:
     setup_logging(settings.log_level)
 
     async def main() -> None:
-        await run_polling(await build_app(settings))
+        app = await build_app(settings)
+        await (run_webhook(app) if settings.webhook_url else run_polling(app))
 
     # uvloop: the same asyncio API on libuv, measurably cheaper per update (bench/e2e_throughput.py).
     with start_errors_exit(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -1,8 +1,11 @@
-"""Builds the Bot, the Dispatcher and the scheduler, and runs them (long polling)."""
+"""Builds the Bot, the Dispatcher and the scheduler, and runs them: long polling, or Telegram's
+webhook when WEBHOOK_URL is set (several replicas can then share the work, see bot/replicas.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -11,11 +14,15 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.card_service import CardService
@@ -26,17 +33,21 @@ from bot.config import Settings
 from bot.event_intake import EventIntake
 from bot.followup_engine import FollowUpEngine, TelegramSender
 from bot.handlers import all_routers
+from bot.health import Health
 from bot.i18n import TeamI18nMiddleware, build_i18n
 from bot.jobs.daily_care import run_daily_care
 from bot.jobs.recompute import recompute_cuts
 from bot.jobs.shift_summary import post_shift_summaries
+from bot.metrics import UpdateMetricsMiddleware
 from bot.middlewares import AccessMiddleware, DbSessionMiddleware, TeamContextMiddleware
 from bot.outbound import SendPacer, install_pacing
 from bot.palette_file import load_palette
+from bot.replicas import MemoryLedger, RedisLedger, connect_redis, once_per_fire
 from bot.routes import Routes
 from bot.scenario_book import ScenarioBook, load_table
 from bot.team_directory import TeamDirectory
-from bot.web import start_event_api
+from bot.web import build_web_app, serve
+from bot.webhook import TeamWebhookHandler
 from storage.care_planner import CarePlanner
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
@@ -95,13 +106,23 @@ class App:
     followups: FollowUpEngine
     events: EventIntake
     care: CareEngine
+    clock: Clock
+    health: Health
+    inflight: UpdateMetricsMiddleware
+    redis: Redis | None = None
 
 
 def build_dispatcher(
-    settings: Settings, engine: AsyncEngine, cards: CardService, i18n: I18n, **workflow: object
+    settings: Settings,
+    engine: AsyncEngine,
+    cards: CardService,
+    i18n: I18n,
+    *,
+    storage: BaseStorage | None = None,
+    **workflow: object,
 ) -> Dispatcher:
     dp = Dispatcher(
-        storage=MemoryStorage(),
+        storage=storage or MemoryStorage(),
         settings=settings,
         cards=cards,
         i18n=i18n,
@@ -186,43 +207,71 @@ async def build_app(settings: Settings) -> App:
     )
     planner = CarePlanner(care_table, settings.zone)
     events = EventIntake(sessions=sessions, engine=followups, care=care, planner=planner)
+    redis = connect_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    health = Health(engine, redis)
+    # Several replicas: a note or an edit started on one finishes on another.
+    storage = RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix="touchpoint:fsm")) if redis else None
     dp = build_dispatcher(
         settings,
         engine,
         cards,
         i18n,
+        storage=storage,
         clock=clock,
         scenario_book=book,
         followup_engine=followups,
         care_engine=care,
+        health=health,
     )
-    scheduler.add_job(
-        run_daily_care, "cron", hour=9, minute=0, args=[sessions, planner, clock, care], id="daily_care"
+    inflight = UpdateMetricsMiddleware()
+    dp.update.outer_middleware.register(inflight)
+    # Every replica's scheduler fires these; once_per_fire lets one of them run each.
+    jobs = {
+        "daily_care": (run_daily_care, {"hour": 9, "minute": 0}, [sessions, planner, clock, care]),
+        "recompute_cuts": (recompute_cuts, {"hour": 3, "minute": 0}, [engine, cards]),
+        "shift_summary": (
+            post_shift_summaries,
+            {
+                "day_of_week": ",".join(str(d) for d in sorted(settings.hours.days)),
+                "hour": settings.hours.start.hour,
+                "minute": settings.hours.start.minute,
+            },
+            [followups],
+        ),
+    }
+    for job_id, (job, when, args) in jobs.items():
+        scheduler.add_job(once_per_fire(redis, job_id, job), "cron", args=args, id=job_id, **when)
+    return App(
+        settings, engine, bot, dp, scheduler, cards, i18n, followups, events, care,
+        clock, health, inflight, redis,
     )
-    scheduler.add_job(recompute_cuts, "cron", hour=3, minute=0, args=[engine, cards], id="recompute_cuts")
-    hours = settings.hours
-    scheduler.add_job(
-        post_shift_summaries,
-        "cron",
-        day_of_week=",".join(str(d) for d in sorted(hours.days)),
-        hour=hours.start.hour,
-        minute=hours.start.minute,
-        args=[followups],
-        id="shift_summary",
-    )
-    return App(settings, engine, bot, dp, scheduler, cards, i18n, followups, events, care)
 
 
-async def run_polling(app: App, *, handle_signals: bool = True) -> None:
+def _start_workers(app: App) -> None:
     # The event loop shares the GIL with the database worker threads; with the default 5 ms switch
     # interval it waits behind them after every socket call (bench/e2e_throughput.py shows it).
     sys.setswitchinterval(0.0005)
-    await register_commands(app.bot, app.i18n)
-    await app.bot.delete_webhook(drop_pending_updates=False)
     app.scheduler.start()
     app.followups.start()
     app.care.start()
-    web = await start_event_api(app.settings, app.events)
+
+
+def _web_app(app: App) -> web.Application:
+    return build_web_app(
+        app.settings,
+        intake=app.events,
+        health=app.health,
+        sessions=make_sessionmaker(app.engine),
+        clock=app.clock,
+    )
+
+
+async def run_polling(app: App, *, handle_signals: bool = True) -> None:
+    await register_commands(app.bot, app.i18n)
+    await app.bot.delete_webhook(drop_pending_updates=False)
+    _start_workers(app)
+    # In polling mode the HTTP side is there for the events API (and health, metrics) only.
+    runner = await serve(app.settings, _web_app(app)) if app.settings.events_secret else None
     try:
         await app.dispatcher.start_polling(
             app.bot,
@@ -231,12 +280,61 @@ async def run_polling(app: App, *, handle_signals: bool = True) -> None:
             close_bot_session=False,
         )
     finally:
-        app.scheduler.shutdown(wait=False)
-        if web is not None:
-            await web.cleanup()
-        await app.followups.close()
-        await app.care.close()
-        app.events.close()
-        await app.bot.session.close()
-        app.cards.close()
-        await app.engine.dispose()
+        await shut_down(app, runner)
+
+
+async def run_webhook(app: App) -> None:
+    """Serve Telegram's webhook (with the events API, health and metrics) until SIGTERM or SIGINT."""
+    settings = app.settings
+    assert settings.webhook_url and settings.webhook_secret
+    web_app = _web_app(app)
+    TeamWebhookHandler(
+        app.dispatcher,
+        app.bot,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        ledger=RedisLedger(app.redis, app.bot.id) if app.redis else MemoryLedger(),
+    ).register(web_app, path=settings.webhook_path)
+    await register_commands(app.bot, app.i18n)
+    _start_workers(app)
+    runner = await serve(settings, web_app)
+    try:
+        # Every replica sets the same webhook at start; Telegram keeps one, so that is harmless.
+        await app.bot.set_webhook(
+            settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            max_connections=settings.webhook_max_connections,
+            drop_pending_updates=False,
+        )
+        await app.dispatcher.emit_startup(bot=app.bot)
+        await _until_signalled()
+    finally:
+        await shut_down(app, runner)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing the updates and sends under way")
+
+
+async def shut_down(app: App, runner: web.AppRunner | None) -> None:
+    """Nothing half-done: stop taking work, let handlers and sends under way finish, then close."""
+    app.health.shutting_down = True  # /readyz turns 503, so the proxy stops sending us updates
+    timeout = app.settings.shutdown_timeout_seconds
+    if runner is not None:
+        await runner.cleanup()  # stops listening, then waits for requests in flight
+    if not await app.inflight.drained(timeout):
+        log.warning("shutdown: %d updates still running after %ss", app.inflight.inflight, timeout)
+    app.scheduler.shutdown(wait=False)
+    await app.followups.close()
+    await app.care.close()
+    app.events.close()
+    await app.bot.session.close()
+    app.cards.close()
+    if app.redis is not None:
+        await app.redis.aclose()
+    await app.engine.dispose()

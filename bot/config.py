@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -79,6 +81,17 @@ class Settings(BaseSettings):
     smtp_from: str = "care@localhost"
     smtp_starttls: bool = False
 
+    # Webhook mode (instead of long polling): Telegram posts updates to WEBHOOK_URL, which a reverse
+    # proxy forwards to HTTP_HOST:HTTP_PORT (the path is WEBHOOK_URL's). WEBHOOK_SECRET is the
+    # secret_token Telegram sends back in every call.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_max_connections: int = Field(40, ge=1, le=100)
+    # Several replicas: conversation state, the update ledger and the scheduled-job locks in Redis.
+    redis_url: SecretStr | None = None
+    # SIGTERM: how long in-flight handlers and sends get to finish.
+    shutdown_timeout_seconds: float = Field(20.0, gt=0, le=600)
+
     sandbox_port: int = Field(8090, ge=1, le=65535)
     # Sandbox and tests only: a file holding seconds to add to the clock, so timers can be fast-forwarded.
     sandbox_clock_file: Path | None = None
@@ -143,6 +156,27 @@ class Settings(BaseSettings):
             raise ValueError(f"CARE_QUIET_HOURS / CARE_CAP_PER_DAY / CARE_CAP_PER_WEEK: {exc}") from None
         return self
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_or_local(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be the public https:// address Telegram posts updates to")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret_alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and -.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET must be set with WEBHOOK_URL, so only Telegram can post updates")
+        return self
+
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> Settings:
         if not self.lifecycle_active_days < self.lifecycle_silent_days < self.lifecycle_sleeping_days:
@@ -166,6 +200,10 @@ class Settings(BaseSettings):
     @property
     def caps(self) -> Caps:
         return Caps(self.care_cap_per_day, self.care_cap_per_week)
+
+    @property
+    def webhook_path(self) -> str:
+        return urlsplit(self.webhook_url).path or "/" if self.webhook_url else "/"
 
     @property
     def is_sqlite(self) -> bool:

@@ -22,6 +22,8 @@ from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, Telegra
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
+from bot.metrics import METRICS
+
 log = logging.getLogger(__name__)
 
 # New messages count against every limit; edits only against the per-chat and global pace.
@@ -180,9 +182,11 @@ class PacedRequests(BaseRequestMiddleware):
                 await self._global_turn()
                 self.pacer.settle(chat_id, booked, counts_for_group=counts)
             try:
+                METRICS.sends.labels(method=name).inc()
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 # 429: Telegram did not take the message, so sending again cannot duplicate it.
+                METRICS.too_many.inc()
                 if attempt >= self.max_retries or exc.retry_after > MAX_RETRY_AFTER:
                     raise
                 log.warning("429 on %s, retrying after %ss", name, exc.retry_after)

@@ -1,9 +1,12 @@
-"""The bot's HTTP side: the shop events API (HMAC-signed) and a health check.
+"""The bot's HTTP side, one aiohttp app: Telegram's webhook, the shop events API, health, metrics.
 
+POST <WEBHOOK_URL's path>  Telegram updates (webhook mode; see bot/webhook.py).
 POST /api/events  one event or a list; headers X-Touchpoint-Timestamp (unix seconds) and
                   X-Touchpoint-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">.
-GET  /healthz     200 when the process is up.
-GET  /api/openapi.json  the contract.
+GET  /api/openapi.json  the events contract.
+GET  /healthz     200 while the process is up.
+GET  /readyz      200 when the database (and Redis) answer; 503 while degraded or shutting down.
+GET  /metrics     Prometheus text format.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ import time
 from typing import get_args
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.clock import Clock
 from bot.config import Settings
 from bot.event_intake import EventIntake
+from bot.health import Health
+from bot.metrics import METRICS
 from channels.signing import sign
 from crm.events import MAX_BATCH, EventType
 
@@ -26,6 +34,9 @@ MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 1 << 20
 INTAKE = web.AppKey("intake", EventIntake)
 SECRET = web.AppKey("secret", bytes)
+HEALTH = web.AppKey("health", Health)
+SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+CLOCK = web.AppKey("clock", Clock)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -58,29 +69,60 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    health = request.app[HEALTH]
+    if health.shutting_down:
+        return web.json_response({"status": "shutting down"}, status=503)
+    states = await health.check()
+    ready = all(state == "ok" for state in states.values())
+    body = {"status": "ok" if ready else "degraded", **states}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    try:
+        body = await METRICS.render(request.app[SESSIONS], request.app[CLOCK].now())
+    except Exception as exc:  # the database is away: still say so, in the format Prometheus reads
+        log.warning("metrics without database figures: %s", type(exc).__name__)
+        body = generate_latest(METRICS.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def openapi(_request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-def build_web_app(settings: Settings, intake: EventIntake) -> web.Application:
-    assert settings.events_secret is not None
+def build_web_app(
+    settings: Settings,
+    *,
+    intake: EventIntake,
+    health: Health,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[INTAKE] = intake
-    app[SECRET] = settings.events_secret.get_secret_value().encode()
-    app.router.add_post("/api/events", post_events)
+    app[HEALTH], app[SESSIONS], app[CLOCK] = health, sessions, clock
+    if settings.events_secret is not None:
+        app[INTAKE] = intake
+        app[SECRET] = settings.events_secret.get_secret_value().encode()
+        app.router.add_post("/api/events", post_events)
+        app.router.add_get("/api/openapi.json", openapi)
+    else:
+        log.info("event API off: set EVENTS_SECRET to take shop events over HTTP")
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
-async def start_event_api(settings: Settings, intake: EventIntake) -> web.AppRunner | None:
-    if settings.events_secret is None:
-        log.info("event API off: set EVENTS_SECRET to take shop events over HTTP")
-        return None
-    runner = web.AppRunner(build_web_app(settings, intake), access_log=None)
+async def serve(settings: Settings, app: web.Application) -> web.AppRunner:
+    # On SIGTERM the runner stops listening first, then gives in-flight requests (webhook updates
+    # being handled) up to SHUTDOWN_TIMEOUT_SECONDS to finish.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_seconds)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    log.info("event API on http://%s:%s/api/events", settings.http_host, settings.http_port)
+    log.info("HTTP on http://%s:%s (webhook, events API, /healthz, /readyz, /metrics)",
+             settings.http_host, settings.http_port)
     return runner
 
 

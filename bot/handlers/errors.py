@@ -10,28 +10,54 @@ from aiogram.types import ErrorEvent, Update
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.config import Settings
+from bot.health import Health, is_outage
 from bot.i18n import locale_from_telegram
+from bot.webhook import InfrastructureDown
 
 log = logging.getLogger(__name__)
 router = Router(name="errors")
 
 
 @router.errors()
-async def on_error(event: ErrorEvent, i18n: I18n) -> bool:
+async def on_error(event: ErrorEvent, i18n: I18n, settings: Settings, health: Health) -> bool:
     update = event.update
-    log.error("update %s failed: %r", update.update_id, event.exception, exc_info=event.exception)
+    outage = is_outage(event.exception)
+    if outage:
+        log.warning("update %s hit an outage: %r", update.update_id, event.exception)
+    else:
+        log.error("update %s failed: %r", update.update_id, event.exception, exc_info=event.exception)
     target = update.callback_query or update.message
     user = target.from_user if target is not None else None
+    chat = _chat_id(update)
     # The i18n middleware's context has ended by the time errors propagate, so set it again.
     with (
         i18n.context(),
         i18n.use_locale(locale_from_telegram(user and user.language_code, i18n.default_locale)),
     ):
-        text = _(
-            "Something went wrong and nothing was changed. Please try again; if it persists, tell your lead."
-        )
+        if outage and settings.webhook_url:
+            # Telegram re-delivers an update its webhook call failed, so this one is kept, not lost.
+            if chat is not None and health.should_notice(chat):
+                await _tell(update, _("⚠️ The bot is degraded (its database is not answering). "
+                                      "Your request is kept and will be done when it is back."))
+            raise InfrastructureDown(type(event.exception).__name__) from event.exception
+        if outage:
+            text = _("⚠️ The bot is degraded (its database is not answering) and nothing was changed. "
+                     "Please try again in a minute.")
+        else:
+            text = _(
+                "Something went wrong and nothing was changed. Please try again; if it persists, "
+                "tell your lead."
+            )
         await _tell(update, text)
     return True
+
+
+def _chat_id(update: Update) -> int | None:
+    query, message = update.callback_query, update.message
+    if query is not None and query.message is not None:
+        return query.message.chat.id
+    return message.chat.id if message is not None else None
 
 
 async def _tell(update: Update, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
@@ -12,6 +13,7 @@ from sqlmodel import SQLModel
 import storage.models  # noqa: F401  (registers the tables)
 
 config = context.config
+MIGRATION_LOCK = 0x70_75_63_68  # any fixed bigint; "tpch"
 target_metadata = SQLModel.metadata
 
 
@@ -22,6 +24,10 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together: the first upgrades, the others wait here and then find
+            # nothing to do (the version is read after the lock). Released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
