@@ -24,6 +24,16 @@ GET    /control/limits, POST                {enforce?, per_chat_per_second?, per
 POST   /control/outbox                      the sandbox's SMS gateway: a care delivery (JSON, with an
                                             Idempotency-Key header) → 200, or 409 for a key seen before
 GET    /control/outbox                      → [delivery]
+POST   /control/webhook/backends            {urls: [url, ...], token?, timeout=10, fail_timeout=1}: a
+                                            round-robin proxy in front of the webhook address (bot
+                                            replicas); [] = off. Without token: for every bot
+GET    /control/webhook/backends            → {default, bots: {bot_id: config}}
+GET    /control/webhook/deliveries          ?token → {backends: {url: {attempts, ok, failures,
+                                            last_error}}, updates: {update_id: 2xx deliveries},
+                                            in_flight, peak_in_flight, pending}
+DELETE /control/webhook/deliveries          ?token: zero those counters
+POST   /control/webhook/redeliver           {update_id, token?}: send a delivered update once more
+                                            → {update_id, status, backend, error}
 POST   /control/reset                       forget everything
 ==========================================  ====================================================
 """
@@ -31,12 +41,23 @@ POST   /control/reset                       forget everything
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
 from sandbox.emulator_limits import FAULT_KINDS, Fault
-from sandbox.emulator_state import ControlError, Emulator, Json
+from sandbox.emulator_state import (
+    ApiError,
+    BackendStats,
+    Bot,
+    ControlError,
+    Emulator,
+    Json,
+    WebhookBalancer,
+)
+from sandbox.emulator_webhook import redeliver
 
 MAX_WAIT_SECONDS = 300.0
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator", Emulator)
@@ -369,6 +390,107 @@ async def read_outbox(request: web.Request) -> web.Response:
     return json_response(list(_emu(request).outbox.values()))
 
 
+# --------------------------------------------------------------------------- webhook replicas
+
+
+_URL_RE = re.compile(r"^https?://[^\s/]+")
+
+
+def _bot_of(emu: Emulator, token: str | None) -> Bot | None:
+    if token is None:
+        return None
+    try:
+        return emu.bot_for_token(token)
+    except ApiError:
+        raise ControlError(f"malformed bot token {token!r}") from None
+
+
+def _bots(emu: Emulator, token: str | None) -> list[Bot]:
+    bot = _bot_of(emu, token)
+    return [bot] if bot is not None else list(emu.bots.values())
+
+
+async def set_webhook_backends(request: web.Request) -> web.Response:
+    body = await _body(request)
+    urls = body.get("urls")
+    if not isinstance(urls, list) or not all(isinstance(url, str) and _URL_RE.match(url) for url in urls):
+        raise ControlError('"urls" must be a list of http(s) URLs like "http://127.0.0.1:8443/tg" ([] = off)')
+    if len(set(urls)) != len(urls):
+        raise ControlError('"urls" lists a backend twice')
+    timeout = _number(body, "timeout", 10.0)
+    if timeout <= 0:
+        raise ControlError('"timeout" must be positive')
+    balancer = WebhookBalancer(
+        urls=list(urls), timeout=timeout, fail_timeout=_number(body, "fail_timeout", 1.0)
+    )
+    emu = _emu(request)
+    bot = _bot_of(emu, _opt_str(body, "token"))
+    if bot is not None:
+        bot.balancer = balancer
+    else:  # every bot, present and future
+        emu.default_balancer = balancer if urls else None
+        for each in emu.bots.values():
+            each.balancer = None
+    return json_response({"ok": True, "backends": balancer.describe()})
+
+
+async def get_webhook_backends(request: web.Request) -> web.Response:
+    emu = _emu(request)
+    default = emu.default_balancer.describe() if emu.default_balancer else None
+    own = {str(bot.id): bot.balancer.describe() for bot in emu.bots.values() if bot.balancer is not None}
+    return json_response({"default": default, "bots": own})
+
+
+async def webhook_deliveries(request: web.Request) -> web.Response:
+    bots = _bots(_emu(request), request.query.get("token") or None)
+    backends: dict[str, BackendStats] = {}
+    delivered: Counter[int] = Counter()
+    for bot in bots:
+        for url, stats in bot.deliveries.backends.items():
+            total = backends.setdefault(url, BackendStats())
+            total.attempts += stats.attempts
+            total.ok += stats.ok
+            total.failures += stats.failures
+            total.last_error = stats.last_error or total.last_error
+        delivered.update(bot.deliveries.delivered)
+    return json_response(
+        {
+            "backends": {url: vars(stats) for url, stats in backends.items()},
+            "updates": {str(update_id): count for update_id, count in sorted(delivered.items())},
+            "in_flight": sum(bot.deliveries.in_flight for bot in bots),
+            "peak_in_flight": max((bot.deliveries.peak_in_flight for bot in bots), default=0),
+            "pending": sum(len(bot.updates) for bot in bots),
+        }
+    )
+
+
+async def clear_webhook_deliveries(request: web.Request) -> web.Response:
+    for bot in _bots(_emu(request), request.query.get("token") or None):
+        deliveries = bot.deliveries
+        deliveries.backends.clear()
+        deliveries.delivered.clear()
+        deliveries.peak_in_flight = deliveries.in_flight  # kept: the updates to redeliver
+    return json_response({"ok": True})
+
+
+async def redeliver_update(request: web.Request) -> web.Response:
+    body = await _body(request)
+    update_id = _int(body, "update_id")
+    emu = _emu(request)
+    bot = _bot_of(emu, _opt_str(body, "token"))
+    if bot is None:
+        holders = [each for each in emu.bots.values() if update_id in each.deliveries.sent]
+        if not holders:
+            raise ControlError(f"update {update_id} has not been delivered by webhook")
+        if len(holders) > 1:
+            raise ControlError(f'update {update_id} went to {len(holders)} bots; say which with "token"')
+        bot = holders[0]
+    outcome = await redeliver(emu, bot, update_id)
+    return json_response(
+        {"update_id": update_id, "status": outcome.status, "backend": outcome.backend, "error": outcome.error}
+    )
+
+
 async def reset(request: web.Request) -> web.Response:
     _emu(request).reset()
     return json_response({"ok": True})
@@ -396,4 +518,9 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_get("/control/limits", get_limits)
     app.router.add_post("/control/outbox", deliver_to_outbox)
     app.router.add_get("/control/outbox", read_outbox)
+    app.router.add_post("/control/webhook/backends", set_webhook_backends)
+    app.router.add_get("/control/webhook/backends", get_webhook_backends)
+    app.router.add_get("/control/webhook/deliveries", webhook_deliveries)
+    app.router.add_delete("/control/webhook/deliveries", clear_webhook_deliveries)
+    app.router.add_post("/control/webhook/redeliver", redeliver_update)
     app.router.add_post("/control/reset", reset)

@@ -170,7 +170,6 @@ class Dispatcher:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            self.bot.deliveries.in_flight = 0
 
     def _has_news(self) -> bool:
         newest = next(reversed(self.bot.updates), 0)
@@ -198,14 +197,14 @@ class Dispatcher:
     def _start(self, key: Hashable) -> None:
         task = asyncio.get_running_loop().create_task(self._deliver(key))
         self.tasks.add(task)
-        deliveries = self.bot.deliveries
-        deliveries.in_flight = len(self.tasks)
+        deliveries = self.bot.deliveries  # counted, not set: an old worker may still be winding down
+        deliveries.in_flight += 1
         deliveries.peak_in_flight = max(deliveries.peak_in_flight, deliveries.in_flight)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.bot.deliveries.in_flight = len(self.tasks)
+        self.bot.deliveries.in_flight -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery failed unexpectedly", exc_info=task.exception())
         self.kicked = True
