@@ -73,17 +73,24 @@ def run() -> None:
 @cli.command()
 def sandbox(
     port: Annotated[
-        int | None, typer.Option(help="port of the local Bot API emulator (SANDBOX_PORT)")
+        int | None, typer.Option(help="port of the chat page and the Bot API emulator (SANDBOX_PORT)")
     ] = None,
     customers: Annotated[int, typer.Option(help="demo customers loaded on first start")] = 300,
-    chat: Annotated[bool, typer.Option(help="terminal chat (off when stdin is not a terminal)")] = True,
+    chat: Annotated[bool, typer.Option(help="a terminal chat as well (needs a terminal)")] = False,
 ) -> None:
-    """Try Touchpoint with no token: Bot API emulator + bot + demo data, and a terminal chat."""
-    from sandbox.runner import run_sandbox
+    """Try Touchpoint with no token: a web chat page on 127.0.0.1, backed by a Bot API emulator,
+    the bot and demo data."""
+    from sandbox.runner import SandboxError, run_sandbox
 
     settings = settings_or_exit()
-    with start_errors_exit():
-        asyncio.run(run_sandbox(settings, port=port or settings.sandbox_port, customers=customers, chat=chat))
+    try:
+        with start_errors_exit():
+            asyncio.run(
+                run_sandbox(settings, port=port or settings.sandbox_port, customers=customers, chat=chat)
+            )
+    except SandboxError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @cli.command()

@@ -122,7 +122,10 @@ async def _shutdown(app: web.Application) -> None:
     app[EMULATOR_KEY].close()  # release long polls so aiohttp need not wait for them
 
 
-def build_app(emulator: Emulator) -> web.Application:
+def build_app(
+    emulator: Emulator, add_routes: Callable[[web.Application], None] | None = None
+) -> web.Application:
+    """The emulator's aiohttp app; ``add_routes`` may serve more on the same port (the sandbox page)."""
     emulator.webhook_worker = deliver_updates
     emulator.closing = False  # the same emulator may be served again after a shutdown
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_control_errors])
@@ -131,14 +134,20 @@ def build_app(emulator: Emulator) -> web.Application:
     app.router.add_route("*", "/bot{token}/{method}", _bot_api)
     app.router.add_get("/file/bot{token}/{path:.+}", _download)
     app.on_shutdown.append(_shutdown)
+    if add_routes is not None:
+        add_routes(app)
     return app
 
 
 async def start_emulator(
-    host: str = "127.0.0.1", port: int = 0, emulator: Emulator | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    emulator: Emulator | None = None,
+    add_routes: Callable[[web.Application], None] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve ``emulator`` (a fresh one by default); port 0 picks a free port. Returns (runner, base URL)."""
-    runner = web.AppRunner(build_app(emulator or Emulator()), shutdown_timeout=2.0, access_log=None)
+    app = build_app(emulator or Emulator(), add_routes)
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

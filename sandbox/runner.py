@@ -1,6 +1,7 @@
-"""`python -m bot sandbox`: the emulator, the real bot polling it, demo data, and a terminal chat.
+"""`python -m bot sandbox`: the emulator, the real bot polling it, demo data, and the web chat page.
 
-Everything runs in one process on 127.0.0.1; nothing leaves the machine.
+Everything runs in one process on 127.0.0.1; nothing leaves the machine. The page (sandbox/page.py)
+is served on the emulator's port; the terminal chat is still there with ``--chat``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,8 +18,11 @@ from pydantic import SecretStr
 from rich.console import Console
 from sqlmodel import col, func, select
 
+from bot.clock import Clock
 from bot.config import Settings
+from bot.i18n import build_i18n
 from sandbox.emulator import Emulator, start_emulator
+from sandbox.page import SandboxPage
 from sandbox.terminal_chat import TerminalChat
 from storage.db import create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
@@ -25,6 +30,7 @@ from storage.models import Customer
 
 SANDBOX_TOKEN = "1000000001:AAE-sandbox-local-only-token-000000"
 SANDBOX_DATABASE = "sqlite+aiosqlite:///data/sandbox.db"
+SANDBOX_CLOCK_FILE = Path("data/sandbox-clock")  # seconds the page's clock control has moved time on
 GROUP_ID = -1001234567890
 GROUP_TITLE = "Touchpoint demo team"
 PEOPLE: dict[str, dict[str, Any]] = {
@@ -42,10 +48,19 @@ def sandbox_settings(settings: Settings, base_url: str) -> Settings:
         "telegram_api_base": base_url,
         "admin_ids": settings.admin_ids | {PEOPLE["lead"]["id"]},
         "database_url": SANDBOX_DATABASE,
+        "sandbox_clock_file": clock_file(settings),
     }
     if not settings.care_webhook_url:  # approved care messages land in the emulator's outbox
         update["care_webhook_url"] = f"{base_url}/control/outbox"
     return settings.model_copy(update=update)
+
+
+class SandboxError(Exception):
+    """The sandbox cannot start (its port is taken, say); the message says what to do."""
+
+
+def clock_file(settings: Settings) -> Path:
+    return settings.sandbox_clock_file or SANDBOX_CLOCK_FILE
 
 
 async def ensure_demo_data(settings: Settings, customers: int, console: Console) -> Customer | None:
@@ -99,17 +114,31 @@ async def run_sandbox(settings: Settings, *, port: int, customers: int, chat: bo
 
     console = Console()
     setup_logging("WARNING")
-    runner, base_url = await start_emulator("127.0.0.1", port, Emulator())
+    emulator = Emulator()
+    clock_path = clock_file(settings)
+    clock_path.parent.mkdir(parents=True, exist_ok=True)
+    page = SandboxPage(
+        emulator, GROUP_ID, PEOPLE, build_i18n(settings.default_locale), Clock(clock_path), settings.zone
+    )
+    try:
+        runner, base_url = await start_emulator("127.0.0.1", port, emulator, add_routes=page.install)
+    except OSError as exc:
+        raise SandboxError(
+            f"Cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}). "
+            "Choose another port with --port or SANDBOX_PORT."
+        ) from None
     try:
         settings = sandbox_settings(settings, base_url)
         sample = await ensure_demo_data(settings, customers, console)
         app = await build_app(settings)
+        page.app = app
         polling = asyncio.create_task(run_polling(app, handle_signals=False))
         await set_up_team(base_url)
         console.print(
-            f"[bold green]Touchpoint sandbox is running.[/bold green] Bot API emulator: {base_url} "
-            f"(control API under /control). Database: {settings.database_url}\n"
-            f"You are an agent of “{GROUP_TITLE}”. Try: /card 王  ·  /help  ·  /as lead"
+            f"[bold green]Touchpoint sandbox is running: open {base_url}/ in a browser.[/bold green]\n"
+            f"A chat page of “{GROUP_TITLE}”: be an agent, a second agent, the team lead or a stranger; "
+            "fire shop events and move the clock on from the side panel.\n"
+            f"Bot API emulator: {base_url} (control API under /control). Database: {settings.database_url}"
         )
         if sample is not None:
             console.print(
@@ -126,7 +155,7 @@ async def run_sandbox(settings: Settings, *, port: int, customers: int, chat: bo
                 [chat_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
         else:
-            console.print("No terminal attached: serving until stopped (Ctrl+C / SIGTERM).")
+            console.print("Serving until stopped (Ctrl+C). A terminal chat as well: --chat.")
             await stop.wait()
         with contextlib.suppress(asyncio.CancelledError, RuntimeError, TimeoutError):
             await app.dispatcher.stop_polling()
