@@ -92,6 +92,8 @@ class SandboxPage:
         api.router.add_static("/page/", PAGE_DIR)
         app.add_subapp("/sandbox", api)
         app.router.add_get("/", index)
+        app[PAGE_KEY] = self
+        app.middlewares.append(_watch_force_replies)
 
     def bot(self) -> App:
         if self.app is None:
@@ -128,6 +130,31 @@ async def _page_errors(request: web.Request, handler: Handler) -> web.StreamResp
         log.exception("sandbox page request %s failed", request.path)
         error = "internal error; the sandbox's log has the details"
         return json_response({"ok": False, "code": "internal", "error": error}, 500)
+
+
+@web.middleware
+async def _watch_force_replies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Note which bot messages asked for a ForceReply. The Bot API leaves it out of the Message (so
+    does the emulator), but a Telegram app shows it: the page's composer replies to such a message."""
+    response = await handler(request)
+    if request.match_info.get("method", "").lower() != "sendmessage" or response.status != 200:
+        return response
+    if request.content_type == "application/json":
+        sent = json.loads(await request.read() or b"{}")  # cached: the handler has read it already
+    elif request.content_type == "application/x-www-form-urlencoded":
+        sent = dict(await request.post())
+    else:
+        return response  # multipart: its stream is consumed; the bot sends text prompts urlencoded
+    markup = sent.get("reply_markup") if isinstance(sent, dict) else None
+    try:
+        markup = json.loads(markup) if isinstance(markup, str) else markup
+        message = json.loads(response.body)["result"] if isinstance(response, web.Response) else None
+    except (ValueError, TypeError, KeyError):
+        return response
+    if isinstance(markup, dict) and markup.get("force_reply") and isinstance(message, dict):
+        page = request.app[PAGE_KEY]
+        page.tracker.force_reply(page.emulator, message["chat"]["id"], message["message_id"], markup)
+    return response
 
 
 # --------------------------------------------------------------------------- reading requests

@@ -21,6 +21,7 @@ class _Marks:
     chat: Chat  # a reset replaces the Chat object: then every message counts as new
     seen: dict[int, tuple[int, bool]] = field(default_factory=dict)
     version_of: dict[int, int] = field(default_factory=dict)
+    force_replies: dict[int, Json] = field(default_factory=dict)
     latest: int = 0
 
 
@@ -46,20 +47,36 @@ class FeedTracker:
                 marks.latest = self.version
         return marks.latest
 
+    def force_reply(self, emulator: Emulator, chat_id: int, message_id: int, markup: Json) -> None:
+        """Remember a message's ForceReply and count it as a change (the page may have it already)."""
+        self.latest(emulator, chat_id)
+        marks = self._marks.get(chat_id)
+        if marks is None:
+            return
+        marks.force_replies[message_id] = {
+            "selective": bool(markup.get("selective")),
+            "placeholder": str(markup.get("input_field_placeholder") or ""),
+        }
+        marks.seen.pop(message_id, None)
+        emulator.signal.fire()
+
     def since(self, emulator: Emulator, chat_id: int, after: int) -> tuple[int, list[Json]]:
         """(latest version, the chat's messages changed after version ``after``, oldest first)."""
         latest = self.latest(emulator, chat_id)
         chat = emulator.chats.get(chat_id)
         if chat is None:
             return latest, []
-        version_of = self._marks[chat_id].version_of
-        changed = [s for s in chat.messages.values() if version_of.get(s.message_id, 0) > after]
+        marks = self._marks[chat_id]
+        changed = [s for s in chat.messages.values() if marks.version_of.get(s.message_id, 0) > after]
         if after == 0:  # a first load needs no tombstones
             changed = [s for s in changed if not s.deleted]
-        return latest, [page_message(s, version_of[s.message_id]) for s in changed]
+        return latest, [
+            page_message(s, marks.version_of[s.message_id], marks.force_replies.get(s.message_id))
+            for s in changed
+        ]
 
 
-def page_message(stored: StoredMessage, version: int) -> Json:
+def page_message(stored: StoredMessage, version: int, force_reply: Json | None = None) -> Json:
     """The parts of a stored Message the page draws; text stays text plus entities (UTF-16 offsets)."""
     message = stored.message
     if stored.deleted:
@@ -86,11 +103,8 @@ def page_message(stored: StoredMessage, version: int) -> Json:
     markup = message.get("reply_markup") or {}
     if keyboard := markup.get("inline_keyboard"):
         out["keyboard"] = [[_button(b) for b in row] for row in keyboard]
-    if markup.get("force_reply"):
-        out["force_reply"] = {
-            "selective": bool(markup.get("selective")),
-            "placeholder": markup.get("input_field_placeholder") or "",
-        }
+    if force_reply is not None:
+        out["force_reply"] = force_reply
     return out
 
 

@@ -1,10 +1,13 @@
-"""`python -m bot sandbox`: emulator + bot + demo data in one process, usable with no token."""
+"""`python -m bot sandbox`: emulator + bot + demo data + the chat page in one process, usable with no token.
+
+The page itself is driven in a real browser by tests/browser/."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,12 @@ def test_sandbox_starts_with_demo_data_and_answers_a_card(tmp_path: Path) -> Non
         (reply,) = agent.send("/card 王")
         assert "王" in reply["text"]  # a pick list or a card, in Chinese for this agent
         assert (tmp_path / "data" / "sandbox.db").exists()
+        # The chat page on the same port, announced at start.
+        assert f"open http://127.0.0.1:{port}/ in a browser" in (tmp_path / "sandbox.log").read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert b"/sandbox/page/app.js" in response.read()
+        feed = emulator.call("GET", "/sandbox/api/feed", **{"as": "agent", "chat": "group", "timeout": 0})
+        assert any("王" in m["text"] for m in feed["messages"] if m["from"]["is_bot"])
     finally:
         stop(process)
         print((tmp_path / "sandbox.log").read_text())
