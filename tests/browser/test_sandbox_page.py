@@ -202,6 +202,52 @@ def test_card_follow_up_care_approval_and_a_stranger_in_the_browser(page: Page, 
     shot(page, "sandbox")
 
 
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_entities_become_nodes_at_utf16_offsets_and_markup_in_text_stays_text(
+    page: Page, sandbox: Sandbox
+) -> None:
+    open_page(page, sandbox, "agent2")
+    html = "<img src=x onerror=alert(1)>"
+    text = f"😀 bold both {html} link bad 🎁 tail"
+    at = lambda prefix: utf16(prefix.format(html=html))  # noqa: E731
+    entities = [
+        {"type": "bold", "offset": at("😀 "), "length": utf16("bold both")},
+        {"type": "italic", "offset": at("😀 bold "), "length": utf16("both")},
+        {"type": "code", "offset": at("😀 bold both "), "length": utf16(html)},
+        {"type": "text_link", "offset": at("😀 bold both {html} "), "length": 4, "url": "https://example.com/"},
+        {"type": "text_link", "offset": at("😀 bold both {html} link "), "length": 3, "url": "javascript:1"},
+        {"type": "underline", "offset": at("😀 bold both {html} link bad 🎁 "), "length": 4},
+    ]
+    drawn = page.evaluate(
+        """([text, entities]) => {
+            const box = document.createElement("div");
+            box.append(renderEntities(text, entities));
+            return {
+                text: box.textContent,
+                bold: box.querySelector("strong").textContent,
+                nested: box.querySelector("strong em").textContent,
+                code: box.querySelector("code").textContent,
+                images: box.querySelectorAll("img").length,
+                links: [...box.querySelectorAll("a")].map((a) => [a.textContent, a.href]),
+                underline: box.querySelector("u").textContent,
+            };
+        }""",
+        [text, entities],
+    )
+    assert drawn == {
+        "text": text,
+        "bold": "bold both",
+        "nested": "both",
+        "code": html,
+        "images": 0,
+        "links": [["link", "https://example.com/"]],
+        "underline": "tail",
+    }
+
+
 def test_the_page_in_chinese_by_default(page: Page, sandbox: Sandbox) -> None:
     page.goto(f"{sandbox.base_url}/")
     page.wait_for_selector("body[data-ready='1']")
