@@ -307,6 +307,7 @@ async def run_webhook(app: App) -> None:
             drop_pending_updates=False,
         )
         await app.dispatcher.emit_startup(bot=app.bot)
+        log.info("webhook set: Telegram posts updates to %s", settings.webhook_path)
         await _until_signalled()
     finally:
         await shut_down(app, runner)

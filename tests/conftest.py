@@ -47,3 +47,23 @@ async def pg_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The Redis server at TOUCHPOINT_TEST_REDIS (default 127.0.0.1:6379, database 15); tests that ask
+    for it are skipped, with the reason, only when it cannot be reached. Keys are per test (random ids)."""
+    from redis.asyncio import Redis
+
+    url = os.environ.get("TOUCHPOINT_TEST_REDIS", REDIS_DEFAULT)
+    client = Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis not reachable at {url}: {exc}")
+    finally:
+        await client.aclose()
+    yield url
