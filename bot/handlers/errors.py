@@ -38,11 +38,11 @@ async def on_error(event: ErrorEvent, i18n: I18n, settings: Settings, health: He
         if outage and settings.webhook_url:
             # Telegram re-delivers an update its webhook call failed, so this one is kept, not lost.
             if chat is not None and health.should_notice(chat):
-                await _tell(update, _("⚠️ The bot is degraded (its database is not answering). "
+                await _tell(update, _("⚠️ The bot is degraded (its storage is not answering). "
                                       "Your request is kept and will be done when it is back."))
             raise InfrastructureDown(type(event.exception).__name__) from event.exception
         if outage:
-            text = _("⚠️ The bot is degraded (its database is not answering) and nothing was changed. "
+            text = _("⚠️ The bot is degraded (its storage is not answering) and nothing was changed. "
                      "Please try again in a minute.")
         else:
             text = _(
