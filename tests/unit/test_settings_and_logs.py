@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env from the repository
-    for name in ("ADMIN_IDS", "TEAM_TIMEZONE", "DATABASE_URL", "DEFAULT_LOCALE", "LIFECYCLE_ACTIVE_DAYS"):
+    for name in ("ADMIN_IDS", "TEAM_TIMEZONE", "DATABASE_URL", "DEFAULT_LOCALE", "LIFECYCLE_ACTIVE_DAYS",
+                 "WEBHOOK_URL", "WEBHOOK_SECRET", "REDIS_URL", "EVENTS_SECRET", "TELEGRAM_BOT_TOKEN"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -47,6 +48,37 @@ def test_a_wrong_setting_is_one_line_naming_the_variable(
     with pytest.raises(SettingsError) as error:
         load_settings()
     assert str(error.value).startswith(f"Setting {name}:") and "\n" not in str(error.value)
+
+
+def test_the_documented_example_file_loads_as_the_defaults(tmp_path: Path) -> None:
+    # Copied to .env as it is, its empty values mean "unset": no empty secret turns a feature on.
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")
+    s = load_settings()
+    assert s.events_secret is None and s.webhook_url is None and s.redis_url is None
+    assert s.telegram_bot_token is None and s.care_webhook_url is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WEBHOOK_URL": "https://bot.example.com/tg"}, "WEBHOOK_SECRET must be set with WEBHOOK_URL"),
+        ({"WEBHOOK_URL": "bot.example.com/tg", "WEBHOOK_SECRET": "s"}, "Setting WEBHOOK_URL:"),
+        ({"WEBHOOK_URL": "https://x.example/tg", "WEBHOOK_SECRET": "no spaces"}, "Setting WEBHOOK_SECRET:"),
+    ],
+)
+def test_webhook_settings_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=expected):
+        load_settings()
+
+
+def test_webhook_path_comes_from_the_public_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.com/tg/webhook")
+    monkeypatch.setenv("WEBHOOK_SECRET", "s3cret_-")
+    assert load_settings().webhook_path == "/tg/webhook"
 
 
 def test_thresholds_must_rise(monkeypatch: pytest.MonkeyPatch) -> None:
