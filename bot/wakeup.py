@@ -14,6 +14,7 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
+from bot.health import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class Wakeup:
         self.running = True
         try:
             await self._run()
-        except Exception:  # the sweep comes back in a few seconds; nothing is lost meanwhile
-            log.exception("%s pass failed", self.name)
+        except Exception as exc:  # the sweep comes back in a few seconds; nothing is lost meanwhile
+            if is_outage(exc):  # the database is away: one line, not a traceback every sweep
+                log.warning("%s pass put off: %s", self.name, type(exc).__name__)
+            else:
+                log.exception("%s pass failed", self.name)
         finally:
             self.running = False

@@ -286,8 +286,11 @@ class Emulator:
         limits: LimitConfig | None = None,
         privacy_mode: bool = False,
         clock: Callable[[], float] = time.monotonic,
-        webhook_attempts: int = 5,
+        # Telegram keeps re-delivering a failed update for a long while (it holds updates 24 hours):
+        # 60 attempts, backing off from 0.2 s to at most 5 s between them, is about 4 minutes.
+        webhook_attempts: int = 60,
         webhook_retry_delay: float = 0.2,
+        webhook_retry_max_delay: float = 5.0,
         webhook_timeout: float = 10.0,
     ) -> None:
         from sandbox.emulator_limits import FaultInjector, LimitConfig, RateLimiter
@@ -298,6 +301,7 @@ class Emulator:
         self.clock = clock
         self.webhook_attempts = webhook_attempts
         self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_retry_max_delay = webhook_retry_max_delay
         self.webhook_timeout = webhook_timeout  # per delivery attempt to the webhook URL itself
         self.webhook_worker: WebhookWorker | None = None  # installed by build_app
         self._enforce_by_default = enforce_limits

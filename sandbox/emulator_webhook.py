@@ -223,7 +223,8 @@ class Dispatcher:
                 failures = self.failures.get(update_id, 0) + 1
                 if failures < self.emu.webhook_attempts:
                     self.failures[update_id] = failures
-                    backoff = self.emu.webhook_retry_delay * 2 ** (failures - 1)
+                    doubled = self.emu.webhook_retry_delay * 2 ** min(failures - 1, 30)
+                    backoff = min(self.emu.webhook_retry_max_delay, doubled)
                     due = asyncio.get_running_loop().time() + backoff
                     heapq.heappush(self.delayed, (due, next(self._seq), key))
                     return  # the queue stays blocked until the retry
