@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.update_effects import track_visible_calls
 from crm.care_queue import CareState
 from crm.followups import State as FollowUpState
 from storage.models import CareMessage, FollowUp
@@ -105,6 +106,7 @@ class UpdateMetricsMiddleware(BaseMiddleware):
         outcome = "error"
         self.inflight += 1
         self._idle.clear()
+        track_visible_calls()
         try:
             result = await handler(event, data)
             outcome = "ok"

@@ -23,6 +23,7 @@ from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
 from bot.metrics import METRICS
+from bot.update_effects import note_call
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ class PacedRequests(BaseRequestMiddleware):
                 self.pacer.settle(chat_id, booked, counts_for_group=counts)
             try:
                 METRICS.sends.labels(method=name).inc()
+                note_call(name)
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 # 429: Telegram did not take the message, so sending again cannot duplicate it.

@@ -13,6 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.config import Settings
 from bot.health import Health, is_outage
 from bot.i18n import locale_from_telegram
+from bot.update_effects import visible_calls_made
 from bot.webhook import InfrastructureDown
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,16 @@ async def on_error(event: ErrorEvent, i18n: I18n, settings: Settings, health: He
         i18n.context(),
         i18n.use_locale(locale_from_telegram(user and user.language_code, i18n.default_locale)),
     ):
-        if outage and settings.webhook_url:
-            # Telegram re-delivers an update its webhook call failed, so this one is kept, not lost.
+        if outage and settings.webhook_url and not visible_calls_made():
+            # Telegram re-delivers an update its webhook call failed, so this one is kept, not lost;
+            # only one that has shown nothing yet, or a second handling would show it twice.
             if chat is not None and health.should_notice(chat):
                 await _tell(update, _("⚠️ The bot is degraded (its storage is not answering). "
                                       "Your request is kept and will be done when it is back."))
             raise InfrastructureDown(type(event.exception).__name__) from event.exception
         if outage:
-            text = _("⚠️ The bot is degraded (its storage is not answering) and nothing was changed. "
-                     "Please try again in a minute.")
+            text = _("⚠️ The bot is degraded (its storage is not answering): what you asked may be "
+                     "incomplete. Please check and try again in a minute.")
         else:
             text = _(
                 "Something went wrong and nothing was changed. Please try again; if it persists, "
