@@ -240,7 +240,8 @@ async def build_app(settings: Settings) -> App:
         ),
     }
     for job_id, (job, when, args) in jobs.items():
-        scheduler.add_job(once_per_fire(redis, job_id, job), "cron", args=args, id=job_id, **when)
+        guarded = once_per_fire(redis, job_id, job, bot_id=bot.id)
+        scheduler.add_job(guarded, "cron", args=args, id=job_id, **when)
     return App(
         settings, engine, bot, dp, scheduler, cards, i18n, followups, events, care,
         clock, health, inflight, redis,

@@ -146,8 +146,11 @@ class CareEngine:
             if len(self._inflight) >= self._max_inflight:
                 self._gated = True  # a delivery finishing opens the gate again (_send)
                 return
+            room = min(care.CLAIM_BATCH, self._max_inflight - len(self._inflight))
             async with self.sessions() as session:
-                items = await care.claim_due(session=session, now=looked_at, lease=self.lease, token=token)
+                items = await care.claim_due(
+                    session=session, now=looked_at, lease=self.lease, token=token, limit=room
+                )
             if items:
                 await self._handle(items, token, looked_at)
                 continue

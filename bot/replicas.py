@@ -88,7 +88,9 @@ class MemoryLedger:
 Job = Callable[..., Awaitable[Any]]
 
 
-def once_per_fire(redis: Redis | None, job_id: str, job: Job, *, hold_seconds: int = 3600) -> Job:
+def once_per_fire(
+    redis: Redis | None, job_id: str, job: Job, *, bot_id: int, hold_seconds: int = 3600
+) -> Job:
     """Wrap a scheduled job so that, of all replicas whose scheduler fires it at the same minute,
     one runs it: the first to ``SET NX`` the key for that minute. The key expires (no release), so a
     replica whose clock lags a little does not run it again once the first has finished."""
@@ -98,7 +100,7 @@ def once_per_fire(redis: Redis | None, job_id: str, job: Job, *, hold_seconds: i
     @wraps(job)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         minute = datetime.fromtimestamp(time.time()).strftime("%Y%m%d%H%M")
-        key = f"{KEY_PREFIX}:job:{job_id}:{minute}"
+        key = f"{KEY_PREFIX}:job:{bot_id}:{job_id}:{minute}"  # two bots may share one Redis
         if not await redis.set(key, str(time.time()), nx=True, ex=hold_seconds):
             log.info("scheduled job %s already taken by another replica", job_id)
             return None

@@ -4,8 +4,10 @@ process), and migrations run by several processes at once (real PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -13,7 +15,8 @@ from sqlalchemy import text
 
 from bot.replicas import Claim, MemoryLedger, RedisLedger, UpdateLedger, once_per_fire
 from storage.db import create_engine
-from storage.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _ledger_semantics(ledger: UpdateLedger) -> None:
@@ -66,7 +69,7 @@ async def test_a_scheduled_job_runs_on_one_replica(redis_url: str) -> None:
 
     clients = [Redis.from_url(redis_url) for _ in range(3)]
     try:
-        guarded = [once_per_fire(client, job_id, job) for client in clients]
+        guarded = [once_per_fire(client, job_id, job, bot_id=42) for client in clients]
         await asyncio.gather(*(run(f"replica-{i}") for i, run in enumerate(guarded)))
         assert len(runs) == 1
     finally:
@@ -78,15 +81,29 @@ async def test_without_redis_the_job_is_not_wrapped() -> None:
     async def job() -> str:
         return "ran"
 
-    assert once_per_fire(None, "x", job) is job
+    assert once_per_fire(None, "x", job, bot_id=42) is job
 
 
 @pytest.mark.postgres
 async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(upgrade, pg_url) for _ in range(4)]
-        for future in futures:
-            future.result(timeout=120)  # none fails on a table another created
+    # Processes, as replicas are (Alembic's context is per process, not per thread).
+    env = {**os.environ, "DATABASE_URL": pg_url, "PYTHONPATH": str(ROOT)}
+    migrations = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "migrate",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        for _ in range(4)
+    ]
+    for process in migrations:
+        output, _ = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, output.decode()  # none fails on a table another created
     engine = create_engine(pg_url)
     try:
         async with engine.connect() as conn:
