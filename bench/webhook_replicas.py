@@ -23,6 +23,15 @@ Baseline, same run: a bare aiogram echo bot in webhook mode (bench/echo_bot.py: 
 uvloop, acknowledged after handling), 1 and 2 processes, as the ceiling of this stack on this machine.
 Bars: Touchpoint 2 replicas ≥ 1.5 × 1 replica; handler p99 ≤ 100 ms. Exits 1 if one is missed.
 Writes bench/out/webhook_replicas-<time>.json.
+
+Reading it on a small machine: everything shares the cores, and the load side (emulator and client)
+costs about 3 ms of CPU per look-up, against about 3.5 ms in a Touchpoint replica; on 2 cores one
+replica already leaves the machine nearly busy, so a second cannot add much (the CPU columns and
+"busy" show it). The "replica-bound capacity" line projects what the replicas alone could do with a
+core each; `--replica-cpu 0.4` caps each bot process (cgroup v1 CFS quota) so the replicas, not the
+load side, are the bottleneck, which measures the scaling itself (shared PostgreSQL, Redis ledger,
+balancer). Handler latency grows with the updates in flight per replica (`--concurrency`): an event
+loop that needs ~3.5 ms per update and holds 16 at once answers in ~50 ms at best.
 """
 
 from __future__ import annotations
@@ -103,6 +112,25 @@ async def drop_database(name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def pg_sessions(database: str) -> int:
+    """Sessions ever opened on the database (pg_stat_database, PostgreSQL 14+): the pools' churn."""
+    db = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        sql = "SELECT sessions FROM pg_stat_database WHERE datname = $1"
+        return int(await db.fetchval(sql, database) or 0)
+    finally:
+        await db.close()
+
+
+async def vacuum_analyze(database: str) -> None:
+    """As after any bulk import: otherwise autovacuum wakes (a minute after the load) mid-measurement."""
+    db = await asyncpg.connect(f"{PG_SERVER}/{database}")
+    try:
+        await db.execute("VACUUM ANALYZE")
+    finally:
+        await db.close()
 
 
 @dataclass(frozen=True)
@@ -227,7 +255,7 @@ class CpuMeter:
         groups["postgres"], groups["redis"] = [], []
         for proc in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(proc.info["cmdline"] or [])
-            if proc.info["name"] == "postgres" and f" {self.database} " in cmdline:
+            if proc.info["name"] == "postgres" and self.database in cmdline.split():  # autovacuum too
                 groups["postgres"].append(proc.pid)
             elif proc.info["name"] == "redis-server":
                 groups["redis"].append(proc.pid)
@@ -364,6 +392,7 @@ class PhaseResult:
     cpu_ms_per_lookup: dict[str, float] = field(default_factory=dict)
     machine_busy: float = 0.0
     load_before: float = 0.0
+    pg_sessions_opened: int = 0  # new PostgreSQL connections during the timed part (pool overflow)
     # What the bot processes alone could do with a core each: processes × 1 s ÷ their CPU per look-up.
     replica_bound_per_second: float = 0.0
 
@@ -454,9 +483,12 @@ async def run_phase(ctx: Context, name: str) -> PhaseResult:
             )
             load_before = os.getloadavg()[0]
             profilers = start_profilers(ctx, name, [p.pid for p, _ in procs]) if args.profile else []
+            sessions_before = await pg_sessions(ctx.database)
             meter.mark()
             result = await drive(http, ctx.base, token, timed, users, args.concurrency, check)
             cpu, busy = meter.since()
+            await asyncio.sleep(0.6)  # the statistics collector reports every 500 ms
+            sessions_opened = await pg_sessions(ctx.database) - sessions_before
             for profiler in profilers:  # py-spy writes its profile on SIGINT
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(timeout=60)
@@ -484,6 +516,7 @@ async def run_phase(ctx: Context, name: str) -> PhaseResult:
         cpu_ms_per_lookup={g: round(s * 1000 / n, 2) for g, s in cpu.items()},
         replica_bound_per_second=round(processes * n / cpu["bots"], 1) if cpu["bots"] else 0.0,
         machine_busy=round(busy, 3),
+        pg_sessions_opened=sessions_opened,
         load_before=round(load_before, 2),
     )
     if after:
@@ -546,7 +579,7 @@ def print_table(results: list[PhaseResult]) -> None:
         f"{'phase':<6} {'bot':<10} {'proc':>4} {'look-ups/s':>10} {'client p50':>10} {'p99':>8} "
         f"{'handler p50':>11} {'p99':>7} {'≤100ms':>7}  "
         + " ".join(f"{g[:8]:>8}" for g in groups)
-        + f" {'busy':>5} {'load':>5}"
+        + f" {'busy':>5} {'load':>5} {'pg conn':>7}"
     )
     for r in results:
         handler = (
@@ -558,10 +591,12 @@ def print_table(results: list[PhaseResult]) -> None:
         print(
             f"{r.name:<6} {r.bot:<10} {r.processes:>4} {r.per_second:>10.1f} {r.client_p50_ms:>8.1f}ms "
             f"{r.client_p99_ms:>6.1f}ms {handler}  {cpu} {r.machine_busy:>5.0%} {r.load_before:>5.2f}"
+            f" {r.pg_sessions_opened:>7}"
         )
     print(
         "(CPU columns: ms of CPU per look-up in each process group during the timed part, others = "
-        "processes not in this run; busy: share of all cores in use; load: 1-min load average before)"
+        "processes not in this run; busy: share of all cores in use; load: 1-min load average before;\n"
+        " pg conn: PostgreSQL connections opened during the timed part)"
     )
 
 
@@ -617,6 +652,7 @@ async def main_async(args: argparse.Namespace) -> int:
         output, _ = await demo.communicate()
         if demo.returncode:
             raise SystemExit(f"demo-data failed:\n{output.decode(errors='replace')}")
+        await vacuum_analyze(database)
         lookups = await pick_lookups(database, per_kind=max(1, args.lookups // 3))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
