@@ -101,8 +101,12 @@ def bot_env(database_url: str, api_base: str, workdir: Path, token: str = TOKEN)
     return env
 
 
-def launch_bot(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start `python -m bot run` and wait until it polls (its log says so)."""
+POLLING = "Start polling"
+WEBHOOK_SET = "webhook set"  # webhook mode (WEBHOOK_URL set)
+
+
+def launch_bot(env: dict[str, str], log_path: Path, ready: str = POLLING) -> subprocess.Popen:
+    """Start `python -m bot run` and wait until it takes updates (its log says `ready`)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
         cwd=ROOT,
@@ -111,12 +115,12 @@ def launch_bot(env: dict[str, str], log_path: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
     )
 
-    def polling() -> bool:
+    def taking_updates() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the bot exited: {log_path.read_text()}")
-        return "Start polling" in log_path.read_text()
+        return ready in log_path.read_text()
 
-    wait_until(polling, what="the bot to start polling")
+    wait_until(taking_updates, what=f"the bot to log {ready!r}")
     return process
 
 

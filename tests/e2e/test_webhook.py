@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.chat import ChatUser, Emulator
-from tests.e2e.conftest import AGENT, DATA, LEAD, ROOT, bot_env, run_cli, stop, wait_until
+from tests.e2e.conftest import (
+    AGENT,
+    DATA,
+    LEAD,
+    WEBHOOK_SET,
+    bot_env,
+    launch_bot,
+    run_cli,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,21 +53,7 @@ def webhook_env(emulator: Emulator, workdir: Path) -> dict[str, str]:
 
 
 def launch_webhook_bot(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("a"),
-        stderr=subprocess.STDOUT,
-    )
-
-    def serving() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the bot exited: {log_path.read_text()}")
-        return "webhook set" in log_path.read_text()
-
-    wait_until(serving, what="the bot to set its webhook")
-    return process
+    return launch_bot(env, log_path, ready=WEBHOOK_SET)
 
 
 @pytest.fixture(scope="module")
