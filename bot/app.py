@@ -44,6 +44,7 @@ from bot.outbound import SendPacer, install_pacing
 from bot.palette_file import load_palette
 from bot.replicas import MemoryLedger, RedisLedger, connect_redis, once_per_fire
 from bot.routes import Routes
+from bot.runtime import freeze_startup_heap
 from bot.scenario_book import ScenarioBook, load_table
 from bot.team_directory import TeamDirectory
 from bot.web import build_web_app, serve
@@ -252,6 +253,7 @@ def _start_workers(app: App) -> None:
     # The event loop shares the GIL with the database worker threads; with the default 5 ms switch
     # interval it waits behind them after every socket call (bench/e2e_throughput.py shows it).
     sys.setswitchinterval(0.0005)
+    freeze_startup_heap()
     app.scheduler.start()
     app.followups.start()
     app.care.start()
@@ -288,6 +290,11 @@ async def run_webhook(app: App) -> None:
     """Serve Telegram's webhook (with the events API, health and metrics) until SIGTERM or SIGINT."""
     settings = app.settings
     assert settings.webhook_url and settings.webhook_secret
+    if app.redis is None and not settings.is_sqlite:
+        log.warning(
+            "webhook mode without REDIS_URL: fine for one replica; several need REDIS_URL to share "
+            "conversations and to handle each update once"
+        )
     web_app = _web_app(app)
     TeamWebhookHandler(
         app.dispatcher,
