@@ -8,7 +8,7 @@ approved and about to go, and renders it with crm.templates using `segments` (mo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -503,7 +503,26 @@ def on_event(
     else:
         return []
     fresh = [p for p in planned if now - p.due_at <= table.late_limit]
-    return [replace(p, due_at=max(p.due_at, now), values={**_order_values(order), **p.values}) for p in fresh]
+    values = _order_values(order)
+    return [_finished(p, max(p.due_at, now), {**values, **p.values}) for p in fresh]
+
+
+def _finished(p: PlannedCare, due_at: datetime, values: Mapping[str, str]) -> PlannedCare:
+    # What dataclasses.replace does, without re-reading the fields on every call: it was a sixth
+    # of the event path's care planning.
+    return PlannedCare(
+        rule=p.rule,
+        customer_id=p.customer_id,
+        order_no=p.order_no,
+        due_at=due_at,
+        channel=p.channel,
+        segments=p.segments,
+        marketing=p.marketing,
+        automatic=p.automatic,
+        key=p.key,
+        immediate=p.immediate,
+        values=values,
+    )
 
 
 def _bad_review(

@@ -278,9 +278,13 @@ async def mark_queued(
 async def postpone(
     *, session: AsyncSession, ids: Sequence[int], token: str, until: datetime, error: str
 ) -> None:
-    """Nowhere to post it right now (no team chat, Telegram down): look again later."""
-    for mid in ids:
-        await _set(session, _ours(mid, token), {"fire_at": until, "claim": None, "last_error": error[:200]})
+    """Nowhere to post it right now (no team chat, Telegram down): look again later. One statement
+    per claim batch: on SQLite a statement per row held the single write lock over as many round
+    trips, and the event writer slept in SQLite's busy handler meanwhile."""
+    values = {"fire_at": until, "claim": None, "last_error": error[:200]}
+    for start in range(0, len(ids), CLAIM_BATCH):
+        chunk = list(ids[start : start + CLAIM_BATCH])
+        await _set(session, and_(T.c.id.in_(chunk), T.c.claim == token), values)
     await session.commit()
 
 
