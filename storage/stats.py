@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
@@ -96,12 +97,15 @@ def decode_shop_cuts(row: ShopStat | None) -> ShopCuts | None:
 async def recompute_shop_stats(engine: AsyncEngine, now: datetime | None = None) -> ShopCuts:
     async with AsyncSession(engine, expire_on_commit=False) as session:
         cuts = await compute_shop_cuts(session, now)
-        row = await session.get(ShopStat, STATS_KEY)
-        if row is None:
-            row = ShopStat(key=STATS_KEY, value="", computed_at=cuts.computed_at)
-        row.value = _encode(cuts)
-        row.computed_at = cuts.computed_at
-        session.add(row)
+        # An upsert: replicas starting together on an empty database each compute the cuts.
+        make = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        row = {"key": STATS_KEY, "value": _encode(cuts), "computed_at": cuts.computed_at}
+        stmt = make(ShopStat).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": stmt.excluded.value, "computed_at": stmt.excluded.computed_at},
+        )
+        await session.execute(stmt)
         await session.commit()
         return cuts
 

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.replicas import Claim, MemoryLedger, RedisLedger, UpdateLedger, once_per_fire
 from storage.db import create_engine
+from storage.stats import load_shop_cuts, recompute_shop_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,3 +117,12 @@ async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
     finally:
         await engine.dispose()
     assert len(versions) == 1 and tables == 1
+
+
+async def test_replicas_starting_together_on_an_empty_shop_compute_the_cuts_once_each(
+    engine: AsyncEngine,
+) -> None:
+    # Each replica computes the cut points at start when there are none; on PostgreSQL they race.
+    await asyncio.gather(*(recompute_shop_stats(engine) for _ in range(4)))
+    async with AsyncSession(engine) as session:
+        assert await load_shop_cuts(session) is not None
