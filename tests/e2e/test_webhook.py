@@ -141,6 +141,9 @@ def test_a_redelivered_update_is_handled_once(emulator: Emulator, webhook_bot: d
     )
     (card,) = agent.wait_new(posted["message"]["message_id"])
     assert "阿杰" in card["text"]
+    # The card shows before the bot answers the webhook call; Telegram re-delivers after that.
+    delivered = lambda: emulator.call("GET", "/control/webhook/deliveries", token=TOKEN)["updates"]  # noqa: E731
+    wait_until(lambda: delivered().get(str(posted["update_id"]), 0) >= 1, what="the webhook call to end")
     replay = emulator.call(
         "POST", "/control/webhook/redeliver", {"update_id": posted["update_id"], "token": TOKEN}
     )
