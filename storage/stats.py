@@ -105,7 +105,7 @@ async def recompute_shop_stats(engine: AsyncEngine, now: datetime | None = None)
             index_elements=["key"],
             set_={"value": stmt.excluded.value, "computed_at": stmt.excluded.computed_at},
         )
-        await session.execute(stmt)
+        await (await session.connection()).execute(stmt)
         await session.commit()
         return cuts
 
