@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+import uvloop
 from aiohttp import web
 
 from sandbox.emulator_control import EMULATOR_KEY, add_control_routes, json_response
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     with contextlib.suppress(KeyboardInterrupt):
         # No access log: a line per Bot API call was a tenth of the emulator's CPU under load.
+        # uvloop, as the bot runs: the emulator shares the machine with the bots it serves.
         web.run_app(
             build_app(emulator),
+            loop=uvloop.new_event_loop(),
             host=args.host,
             port=args.port,
             print=None,

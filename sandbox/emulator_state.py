@@ -96,8 +96,10 @@ class Signal:
             if self._event is None:
                 self._event = asyncio.Event()
             event = self._event
+            # asyncio.timeout, not wait_for: no task per wake-up (every change wakes every waiter).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await event.wait()
         return True
 
 
@@ -648,11 +650,15 @@ class Emulator:
         chat = self.control_chat(chat_id)
 
         def found() -> list[StoredMessage]:
-            return [
-                m
-                for m in chat.messages.values()
-                if m.bot_id is not None and m.message_id > after and (thread is None or m.thread_id == thread)
-            ]
+            # Newest first, stopping at `after`: a wake-up costs the new messages, not the chat's history.
+            fresh = []
+            for m in reversed(chat.messages.values()):
+                if m.message_id <= after:
+                    break
+                if m.bot_id is not None and (thread is None or m.thread_id == thread):
+                    fresh.append(m)
+            fresh.reverse()
+            return fresh
 
         done = await self.signal.wait_until(lambda: len(found()) >= count, seconds)
         return [m.snapshot() for m in found()], not done

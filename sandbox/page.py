@@ -204,7 +204,7 @@ def _person(page: SandboxPage, who: Any) -> Json:
 
 
 def _chat_id(page: SandboxPage, chat: Any, person: Json) -> int:
-    """"group" is the demo group; "private" the person's private chat with the bot."""
+    """ "group" is the demo group; "private" the person's private chat with the bot."""
     if chat == "group":
         return page.group_id
     if chat == "private":
@@ -282,9 +282,7 @@ async def send(request: web.Request) -> web.Response:
     if chat_id == page.group_id and not _is_member(page, person):
         # The demo group is private: only members write in it (the emulator would let anyone join).
         raise PageError(f"{person['first_name']} is not a member of the group", "not_member", 403)
-    message, _update = page.emulator.post_user_message(
-        chat_id, person, text, reply_to_message_id=reply_to
-    )
+    message, _update = page.emulator.post_user_message(chat_id, person, text, reply_to_message_id=reply_to)
     return json_response({"ok": True, "message_id": message["message_id"]})
 
 
