@@ -32,6 +32,7 @@ class Step:
 
 
 _AFTER = {Step.REMIND: Step.REPOST, Step.REPOST: Step.ESCALATE}
+_BEFORE = {after: step for step, after in _AFTER.items()}
 
 
 class Action:
@@ -60,6 +61,12 @@ RETRY_FIRST, RETRY_CAP = timedelta(seconds=15), timedelta(minutes=10)
 def next_step(step: str) -> str | None:
     """The step after `step` has been posted and nobody reacted; None: only a person can act."""
     return _AFTER.get(step)
+
+
+def shown_step(state: str, step: str) -> str:
+    """The step whose reminder the chat shows. Once a reminder is posted, a pending row already holds
+    the step after it (what fires if nobody reacts); a waiting, firing or closed row holds its own."""
+    return _BEFORE.get(step, step) if state == State.PENDING else step
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -26,6 +26,7 @@ from crm.followups import (
     lateness,
     next_step,
     retry_delay,
+    shown_step,
 )
 from storage.models import Agent, Customer, FollowUp, FollowUpEvent, Order, TeamChat
 
@@ -363,6 +364,16 @@ async def record_failed(
     )
 
 
+def _closing_step() -> Any:
+    """`step` for a row being closed: the step its chat shows (crm.followups.shown_step), so that a
+    closed reminder is redrawn with the heading it had, not the one of a step that never fired."""
+    return case(
+        *((and_(T.c.state == State.PENDING, T.c.step == after), shown_step(State.PENDING, after))
+          for after in (Step.REPOST, Step.ESCALATE)),
+        else_=T.c.step,
+    )  # fmt: skip
+
+
 async def _act(
     session: AsyncSession,
     follow_up_id: int,
@@ -403,6 +414,7 @@ async def close(
         follow_up_id,
         {
             "state": state,
+            "step": _closing_step(),
             "fire_at": None,
             "claim": None,
             "closed_at": now,
@@ -497,7 +509,8 @@ async def resolve_by_event(
                     T.c.customer_pk == customer_pk, T.c.scenario.in_(scenarios), T.c.state.in_(OPEN_STATES)
                 )
                 .values(
-                    state=State.CANCELLED, fire_at=None, claim=None, closed_at=now, close_reason=reason[:32]
+                    state=State.CANCELLED, step=_closing_step(), fire_at=None, claim=None, closed_at=now,
+                    close_reason=reason[:32],
                 )
                 .returning(T.c.id),
             )
@@ -546,7 +559,8 @@ def resolve_sync(session: Session, ids: Sequence[int], reason: str, now: datetim
         conn.execute(
             update(T)
             .where(T.c.id.in_(list(ids)), T.c.state.in_(OPEN_STATES))
-            .values(state=State.CANCELLED, fire_at=None, claim=None, closed_at=now, close_reason=reason[:32])
+            .values(state=State.CANCELLED, step=_closing_step(), fire_at=None, claim=None, closed_at=now,
+                    close_reason=reason[:32],)
             .returning(T.c.id)
         )
         .scalars()

@@ -14,7 +14,7 @@ from bot.views.card import display_name
 from bot.views.format import clip, day, h, money, short_time
 from bot.views.labels import BADGES, label
 from crm import profile
-from crm.followups import State, Step
+from crm.followups import State, Step, shown_step
 from crm.scenarios import Scenario, ScenarioTable
 from storage.followups import Claimed
 from storage.models import Customer, FollowUp
@@ -95,11 +95,12 @@ def render_reminder(item: Claimed, ctx: FollowUpContext, *, late: timedelta | No
     """One follow-up, in full: whom, why, what to say, what we know about the customer."""
     f, c = item.follow_up, item.customer
     owner = mention(f.owner_id, f.owner_name)
-    if f.step == Step.ESCALATE and item.lead_id:
+    step = shown_step(f.state, f.step)
+    if step == Step.ESCALATE and item.lead_id:
         head = _("📣 {lead}: {owner}'s follow-up has had no answer since {due}.").format(
             lead=mention(item.lead_id, _("team lead")), owner=owner, due=at_time(f.due_at, ctx)
         )
-    elif f.step == Step.REPOST:
+    elif step == Step.REPOST:
         head = _("⏰ {owner}, a reminder again: this follow-up was due at {due}.").format(
             owner=owner, due=at_time(f.due_at, ctx)
         )

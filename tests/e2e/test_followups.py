@@ -49,6 +49,8 @@ def test_follow_up_from_the_card_reminds_the_agent_when_due(agent: ChatUser, bot
 
     done = agent.click_and_wait_edit(reminder, "Done")
     assert "✅ Done by Wang" in done["text"] and not buttons(done)
+    # Redrawn with its own heading: the re-post it stood for next never fired.
+    assert "Wang, time to follow up" in done["text"] and "a reminder again" not in done["text"]
     (card_again,) = agent.send("/card C002")
     assert "⏱ Follow-up: Ordered, not paid" not in card_again["text"]
 

@@ -16,6 +16,7 @@ from crm.followups import (
     next_step,
     plan,
     retry_delay,
+    shown_step,
 )
 from crm.working_hours import parse_working_hours
 
@@ -33,6 +34,18 @@ def test_step_chain_is_remind_repost_escalate_then_a_person() -> None:
     assert next_step(Step.REMIND) == Step.REPOST
     assert next_step(Step.REPOST) == Step.ESCALATE
     assert next_step(Step.ESCALATE) is None
+
+
+def test_shown_step_is_the_one_posted_not_the_one_pending() -> None:
+    # Posted and nobody reacted yet: the row holds the step that fires next.
+    assert shown_step(State.PENDING, Step.REPOST) == Step.REMIND
+    assert shown_step(State.PENDING, Step.ESCALATE) == Step.REPOST
+    # Not posted yet (or snoozed back to the start): the first reminder.
+    assert shown_step(State.PENDING, Step.REMIND) == Step.REMIND
+    # Being posted, waiting for a person after the escalation, or closed: the row's own step.
+    for state in (State.FIRING, State.WAITING, State.DONE, State.CANCELLED):
+        assert shown_step(state, Step.REPOST) == Step.REPOST
+        assert shown_step(state, Step.ESCALATE) == Step.ESCALATE
 
 
 def test_next_step_of_something_unknown_is_none() -> None:
