@@ -60,6 +60,7 @@ class CareAction(StrEnum):
     RESOLVED = "r"  # the complaint behind an alert is settled
     CONFIRM_EDIT = "c"
     DISCARD_EDIT = "x"
+    RETRY = "y"  # a dead letter sent again
 
 
 class CareCb(CallbackData, prefix="q"):

@@ -28,7 +28,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.keyboards import alert_keyboard, approval_keyboard, care_digest_keyboard, task_keyboard
+from bot.keyboards import (
+    alert_keyboard,
+    approval_keyboard,
+    care_digest_keyboard,
+    dead_letter_keyboard,
+    task_keyboard,
+)
 from bot.routes import Routes
 from bot.views.care import (
     CareContext,
@@ -370,9 +376,13 @@ class CareEngine:
             items = await care.load(session=session, ids=[m.id])
         try:
             with self.i18n.context(), self.i18n.use_locale(self.settings.default_locale):
-                text = dead_letter(items[0])
+                text, keyboard = dead_letter(items[0]), dead_letter_keyboard(m.id)
             await self.bot.send_message(
-                m.chat_id, text, reply_to_message_id=m.message_id, message_thread_id=m.thread_id
+                m.chat_id,
+                text,
+                reply_to_message_id=m.message_id,
+                message_thread_id=m.thread_id,
+                reply_markup=keyboard,
             )
         except Exception as exc:
             log.warning("dead letter for care message %s not posted: %r", m.id, exc)

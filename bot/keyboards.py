@@ -201,6 +201,10 @@ def alert_keyboard(message_id: int, *, taken: bool) -> InlineKeyboardMarkup:
     )
 
 
+def dead_letter_keyboard(message_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[_care(_("🔁 Send again"), CareAction.RETRY, message_id)]])
+
+
 def edit_confirm_keyboard(message_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[

@@ -582,6 +582,35 @@ async def record_result(
     return str(values["state"])
 
 
+async def retry_failed(
+    *, session: AsyncSession, message_id: int, actor_name: str, now: datetime, schedule: Schedule
+) -> Decision:
+    """A dead letter sent again (the address fixed, the gateway back): approved as it was, with a
+    fresh round of attempts, at the first moment quiet hours and caps allow. One press wins; the
+    delivery log records who asked. The engine re-checks exclusions before sending, as always."""
+    items = await load(session=session, ids=[message_id])
+    if not items or items[0].message.state != CareState.FAILED:
+        return Decision(False, items[0].message if items else None)
+    slot = await slot_for(session=session, item=items[0], now=now, schedule=schedule)
+    values = {
+        "state": CareState.APPROVED,
+        "send_at": slot.at,
+        "fire_at": slot.at,
+        "delay_reasons": ",".join(slot.reasons) or None,
+        "attempts": 0,
+        "claim": None,
+    }
+    won = await _set(session, and_(T.c.id == message_id, T.c.state == CareState.FAILED), values)
+    if won:
+        await _core(
+            session,
+            insert(CareAttempt.__table__),  # type: ignore[attr-defined]
+            [{"care_message_id": message_id, "outcome": "requeued", "detail": actor_name[:200], "at": now}],
+        )
+    await session.commit()
+    return Decision(won, await _get(session, message_id))
+
+
 # Customers and settings ---------------------------------------------------------------------------
 async def opt_out(*, session: AsyncSession, customer_pk: int, now: datetime) -> list[CareMessage]:
     """No more messages for this customer: the flag, and every open message dropped. Returns those

@@ -19,7 +19,7 @@ from bot.handlers.common import is_lead, release
 from bot.keyboards import care_digest_keyboard, edit_confirm_keyboard
 from bot.routes import KINDS
 from bot.views.card import display_name
-from bot.views.care import outcome, queue_header, render_digest, rule_title
+from bot.views.care import outcome, queue_header, render_digest, rule_title, sent_again
 from bot.views.format import h
 from crm.care_queue import CareState
 from crm.care_rules import RULE_KEYS
@@ -148,6 +148,29 @@ async def resolve_alert(
     # The complaint is settled: marketing may reach them again (a bad review still holds it back).
     await care.set_reach(session=session, customer_pk=settled.customer_pk, open_complaint=False)
     await session.commit()
+
+
+@router.callback_query(CareCb.filter(F.action == CareAction.RETRY))
+async def send_again(
+    query: CallbackQuery, callback_data: CareCb, session: AsyncSession, care_engine: CareEngine
+) -> None:
+    """Under a dead letter: back to approved with a fresh round of attempts; the notice says who."""
+    now = care_engine.clock.now()
+    decision = await care.retry_failed(
+        session=session,
+        message_id=callback_data.id,
+        actor_name=query.from_user.full_name,
+        now=now,
+        schedule=care_engine.schedule,
+    )
+    if not decision.won:
+        await query.answer(_already(decision.message, care_engine), show_alert=True)
+        return
+    await _after(query, care_engine, decision.message, _("It goes out again."))
+    if isinstance(query.message, Message) and query.message.html_text:
+        line = sent_again(query.from_user.full_name, now, care_engine.context())
+        await query.message.edit_text(f"{query.message.html_text}\n\n{line}", reply_markup=None)
+    care_engine.kick()
 
 
 @router.callback_query(CareCb.filter(F.action == CareAction.APPROVE_RULE))

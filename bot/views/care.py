@@ -189,5 +189,10 @@ def dead_letter(item: CareItem) -> str:
     m = item.message
     return _(
         "⚠️ <b>Not delivered</b> · {rule} · {name}\n{error}\n"
-        "Send it another way, or fix the address and start again."
+        "Fix the customer's address if it is wrong, then send it again; or reach them another way."
     ).format(rule=h(rule_title(m.rule)), name=h(display_name(item.customer)), error=h(m.last_error or ""))
+
+
+def sent_again(who: str, moment: datetime, ctx: CareContext) -> str:
+    """The line under a dead letter once someone sent it again (the card shows how it goes on)."""
+    return _("🔁 Sent again by {who} · {at}").format(who=h(who), at=_when(moment, ctx))

@@ -118,3 +118,34 @@ def test_an_address_the_server_refuses_ends_as_a_dead_letter_in_the_group(
     wait_until(
         lambda: "Not delivered after 1 attempts" in agent.current(card)["text"], what="the card's outcome"
     )
+
+
+def test_a_dead_letter_is_sent_again_once_the_address_is_fixed(
+    emulator: Emulator, mail_bot: OwnBot, smtp: SmtpReceiver
+) -> None:
+    smtp.reject("typo@example.con")
+    ship(mail_bot, 3, "typo@example.con")
+    card = shipped_card(emulator, "ZT3")
+    agent = ChatUser(emulator, GROUP, AGENT, token=mail_bot.env["TELEGRAM_BOT_TOKEN"])
+    after = agent.last_id()
+    agent.click(card, "✅ Approve")
+    (notice,) = agent.wait_new(after)
+    assert "Not delivered" in notice["text"] and "Send again" in str(notice["reply_markup"])
+
+    fixed = {"customer_id": "MC3", "email": "fixed@example.com"}
+    status, body = post_events(
+        mail_bot.env,
+        [{"id": "c-3-fix", "type": "customer.upserted", "occurred_at": now_iso(mail_bot.env), "data": fixed}],
+    )
+    assert status == 200, body
+    answer = agent.click(notice, "Send again")
+    assert "again" in answer["text"], answer
+    wait_until(
+        lambda: any(m["To"] == "fixed@example.com" for m in smtp.messages), what="the e-mail sent again"
+    )
+    (mail,) = [m for m in smtp.messages if m["To"] == "fixed@example.com"]
+    assert "ZT3" in mail.get_content()
+    wait_until(lambda: "Sent again by" in agent.current(notice)["text"], what="the notice's new line")
+    assert not agent.current(notice).get("reply_markup")
+    wait_until(lambda: "📨 Sent" in agent.current(card)["text"], what="the card's outcome")
+

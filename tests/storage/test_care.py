@@ -223,6 +223,25 @@ async def test_a_failing_channel_is_retried_with_back_off_then_dead_lettered(eng
     assert len(attempts) == MAX_ATTEMPTS
     assert (await rows(engine))[0].last_error == "HTTP 500"
 
+    # Sent again from the dead letter: two presses at once, one wins; a fresh round of attempts.
+    async def press(name: str) -> care.Decision:
+        async with sessions() as session:
+            return await care.retry_failed(
+                session=session, message_id=mid, actor_name=name, now=now, schedule=schedule()
+            )
+
+    first, second = await asyncio.gather(press("A"), press("B"))
+    assert sorted([first.won, second.won]) == [False, True]
+    row = (await rows(engine))[0]
+    assert row.state == CareState.APPROVED and row.attempts == 0 and row.fire_at == now
+    async with sessions() as session:
+        log = (await session.exec(select(CareAttempt).where(CareAttempt.care_message_id == mid))).all()
+    assert [a.outcome for a in log][-1] == "requeued" and len(log) == MAX_ATTEMPTS + 1
+    async with sessions() as session:
+        (item,) = await care.claim_due(session=session, now=now, lease=LEASE, token="again")
+        assert item.message.id == mid
+    assert not (await press("C")).won  # only a dead letter can be sent again
+
 
 async def test_a_delivery_counts_as_a_contact_on_the_customer(engine: AsyncEngine) -> None:
     (mid,) = await queued(engine)
