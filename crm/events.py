@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from crm.lookup import normalize_phone
+from crm.sending import zone_name
 
 EventType = Literal[
     "customer.upserted",
@@ -81,6 +82,12 @@ class CustomerData(_Data):
     city: str | None = Field(None, max_length=64)
     birthday: date | None = None
     created_at: datetime | None = None
+    zone: str | None = Field(None, max_length=48)  # IANA time zone for quiet hours and caps
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else zone_name(value)
 
     @field_validator("phone")
     @classmethod

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 SMS_SINGLE, SMS_SEGMENT = 70, 67
 MAX_STEPS = 800  # each step moves at least to the next day's start: this is more than two years
@@ -93,6 +94,29 @@ class SendSlot:
     @property
     def delayed(self) -> bool:
         return bool(self.reasons)
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    return {name.casefold(): name for name in available_timezones()}
+
+
+@lru_cache(maxsize=4096)
+def zone_name(text: str) -> str | None:
+    """A customer's time zone as its IANA name ("asia/singapore" -> "Asia/Singapore"); None when
+    blank. Quiet hours and caps count in it. Raises ValueError for anything else: a fixed offset
+    such as "+08:00" is refused, since it would ignore daylight saving."""
+    text = text.strip()
+    if not text:
+        return None
+    name = _zone_names().get(text.casefold())
+    if name is None:
+        raise ValueError(f"not a time zone: {text[:60]!r} (an IANA name such as Asia/Singapore)")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a time zone: {text[:60]!r} (an IANA name such as Asia/Singapore)") from None
+    return name
 
 
 def zone_for(customer_zone: ZoneInfo | None, team_zone: ZoneInfo) -> ZoneInfo:

@@ -23,6 +23,7 @@ CUSTOMER_COLUMNS: dict[str, tuple[str, ...]] = {
     "city": ("city", "城市", "市"),
     "birthday": ("birthday", "生日", "出生日期"),
     "created_at": ("created_at", "创建时间", "注册时间", "入会时间"),
+    "zone": ("zone", "timezone", "time_zone", "时区"),
 }
 
 ORDER_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from crm.lookup import normalize_phone
+from crm.sending import zone_name
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
 from storage.figures import refresh_figures
 from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
@@ -302,8 +303,9 @@ CUSTOMER_FIELDS = (
     "birthday",
     "created_at",
 )
-# A customer write, in table order: external_id, the fields, id, updated_at.
-_CUSTOMER_WRITE = ("external_id", *CUSTOMER_FIELDS, "id", "updated_at")
+# A customer write, in the model's column order: external_id, the fields, id, zone, updated_at. A parsed
+# row ends with the zone, the field added last.
+_CUSTOMER_WRITE = ("external_id", *CUSTOMER_FIELDS, "id", "zone", "updated_at")
 _CUSTOMER_LIMITS = {name: max_len(_customer, name) for name in ("external_id", *CUSTOMER_FIELDS[:7])}
 
 
@@ -314,20 +316,22 @@ class _Customers:
         self.sql = sql
         self.time = parse_time
         # Every row gets one extra "" cell at index `width`: absent columns read that.
-        self.pick = itemgetter(*(fields.get(name, width) for name in ("customer_id", *CUSTOMER_FIELDS)))
+        self.pick = itemgetter(
+            *(fields.get(name, width) for name in ("customer_id", *CUSTOMER_FIELDS, "zone"))
+        )
         self.upsert_sql = sql.insert(
-            _customer, _CUSTOMER_WRITE, "external_id", update=(*CUSTOMER_FIELDS, "updated_at"),
+            _customer, _CUSTOMER_WRITE, "external_id", update=(*CUSTOMER_FIELDS, "updated_at", "zone"),
             constants=_COUNTER_ZEROS,
         )  # fmt: skip
         self.select_sql = (
             "SELECT id, external_id, "
-            + ", ".join(CUSTOMER_FIELDS)
+            + ", ".join((*CUSTOMER_FIELDS, "zone"))
             + " FROM customer WHERE {where}"
             + sql.for_update
         )
 
     def parse(self, row: list[str], line: int) -> tuple[Any, ...]:
-        ext, nickname, name, phone, email, gender, province, city, birthday, created = self.pick(row)
+        ext, nickname, name, phone, email, gender, province, city, birthday, created, zone = self.pick(row)
         limits = _CUSTOMER_LIMITS
         phone, gender = phone.strip(), gender.strip()
         normal_phone = None
@@ -339,6 +343,10 @@ class _Customers:
             created_at = self.time(created.strip())
         except RowError as exc:
             raise RowError(f"created_at: {exc.reason}") from None
+        try:
+            zone_text = zone_name(zone) if zone else None
+        except ValueError as exc:
+            raise RowError(f"zone: {exc}") from None
         return (
             identifier(ext, "customer_id", limits["external_id"]),
             bounded_text(nickname, "nickname", limits["nickname"]),
@@ -350,6 +358,7 @@ class _Customers:
             bounded_text(city, "city", limits["city"]),
             self.time.date(birthday.strip()),
             created_at,
+            zone_text,
         )
 
     async def write(
@@ -364,21 +373,21 @@ class _Customers:
         for rec in converted:
             old = existing.get(rec[0])
             if old is None:
-                writes.append((*rec, next(ids), now))
+                writes.append((*rec[:-1], next(ids), rec[-1], now))
                 summary.inserted += 1
                 continue
             merged = tuple(n if n is not None else o for n, o in zip(rec[1:], old[2:], strict=True))
             if merged == old[2:]:
                 summary.unchanged += 1
             else:
-                writes.append((rec[0], *merged, old[0], now))
+                writes.append((rec[0], *merged[:-1], old[0], merged[-1], now))
                 summary.updated += 1
         await db.many(self.upsert_sql, writes)
 
     def _to_db(self, rec: tuple[Any, ...]) -> tuple[Any, ...]:
         if not self.sql.pg:
             return rec
-        return (*rec[:8], _pg_date(rec[8]), _pg_time(rec[9]))
+        return (*rec[:8], _pg_date(rec[8]), _pg_time(rec[9]), rec[10])
 
 
 # ---------------------------------------------------------------------------------------------

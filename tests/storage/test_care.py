@@ -161,6 +161,23 @@ async def test_an_approval_in_quiet_hours_waits_for_the_morning_and_says_why(eng
     assert decision.message.delay_reasons == "quiet_hours"
 
 
+async def test_quiet_hours_count_in_the_customers_own_zone(engine: AsyncEngine) -> None:
+    (mid,) = await queued(engine)
+    await ingest(
+        engine,
+        {"id": "zone-1", "type": "customer.upserted", "occurred_at": NOW.isoformat(),
+         "data": {"customer_id": "C1", "zone": "Europe/Berlin"}},
+    )  # fmt: skip
+    afternoon = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 15:00 in Shanghai, 08:00 in Berlin
+    async with make_sessionmaker(engine)() as session:
+        decision = await care.approve(
+            session=session, message_id=mid, actor_id=1, actor_name="A", now=afternoon,
+            schedule=schedule(QuietHours(time(21), time(9))),
+        )  # fmt: skip
+    assert decision.message is not None and decision.message.delay_reasons == "quiet_hours"
+    assert decision.message.send_at == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+
+
 async def test_a_second_message_the_same_day_is_held_to_the_next_day_by_the_cap(engine: AsyncEngine) -> None:
     await queued(engine)
     await ingest(engine, [order_created(9, customer="C1", at=NOW + timedelta(minutes=1))])

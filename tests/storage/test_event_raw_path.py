@@ -54,7 +54,8 @@ def _requests() -> list[list[dict]]:
         [
             _event("p2", "order.paid", "2026-11-23T10:30:00+08:00", order_id="N2"),
             _event("f1", "order.refunded", "2026-11-23T12:00:00+08:00", order_id="N2"),
-            _event("c2", "customer.upserted", customer_id="NEW-1", email="a@example.com"),
+            _event("c2", "customer.upserted", customer_id="NEW-1", email="a@example.com",
+                   zone="asia/singapore"),
         ],
     ]  # fmt: skip
 
@@ -147,6 +148,8 @@ async def test_the_raw_sqlite_path_stores_what_the_core_path_stores(tmp_path: Pa
         c1 = await session.get(Customer, n1.customer_pk)
         assert c1 is not None and c1.birthday == date(1990, 2, 3)
         assert c1.created_at == datetime(2020, 1, 1, tzinfo=UTC)
+        new1 = (await session.exec(select(Customer).where(Customer.external_id == "NEW-1"))).one()
+        assert (new1.email, new1.zone, c1.zone) == ("a@example.com", "Asia/Singapore", None)
         assert c1.last_purchase_at == n1.paid_at and c1.purchases == 1
         assert c1.bad_reviewer is True and c1.open_complaint is True and c1.opted_out is False
         new = (await session.exec(select(Customer).where(Customer.external_id == "NEW-1"))).one()

@@ -595,3 +595,24 @@ def test_headers_match_in_any_case_and_spacing() -> None:
     )
     assert fields == {"order_id": 0, "customer_id": 1, "created_at": 2, "amount": 4}
     assert "| `order_id` | yes |" in mapping_markdown() and "订单编号" in mapping_markdown()
+
+
+async def test_a_customers_time_zone_is_imported_checked_and_kept(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    text = (
+        "customer_id,nickname,时区\nZ1,新加坡客户,asia/singapore\nZ2,柏林客户,Europe/Berlin\n"
+        "Z3,坏时区,+08:00\n"
+    )
+    done = await import_file(engine=engine, kind="customers", path=write(tmp_path / "z.csv", text))
+    assert (done.inserted, done.failed) == (2, 1)
+    (bad,) = error_rows(done)
+    assert bad["line"] == "4" and bad["reason"].startswith("zone: not a time zone: '+08:00'")
+    # A later file without the zone, or with the cell empty, leaves it as it is.
+    again = "customer_id,nickname,zone\nZ1,新加坡客户 VIP,\n"
+    await import_file(engine=engine, kind="customers", path=write(tmp_path / "z2.csv", again))
+    await import_file(
+        engine=engine, kind="customers", path=write(tmp_path / "z3.csv", "customer_id,name\nZ2,王\n")
+    )
+    stored = await rows(engine, select(Customer.external_id, Customer.zone).order_by(Customer.external_id))
+    assert stored == [("Z1", "Asia/Singapore"), ("Z2", "Europe/Berlin")]

@@ -203,6 +203,19 @@ def test_customer_phone_that_is_not_a_phone_is_rejected(raw: str) -> None:
     assert error["error"] == "data.phone: Value error, not a phone number"
 
 
+@pytest.mark.parametrize(
+    ("raw", "zone"), [("Asia/Singapore", "Asia/Singapore"), ("europe/berlin", "Europe/Berlin"), ("", None)]
+)
+def test_customer_zone_is_an_iana_name(raw: str, zone: str | None) -> None:
+    assert only_data(event("customer.upserted", {"customer_id": "C1", "zone": raw})).zone == zone
+
+
+@pytest.mark.parametrize("raw", ["+08:00", "GMT+8", "Mars/Olympus"])
+def test_customer_zone_that_is_not_a_zone_is_rejected(raw: str) -> None:
+    error = only_error(event("customer.upserted", {"customer_id": "C1", "zone": raw}))
+    assert error["error"].startswith("data.zone: Value error, not a time zone"), error
+
+
 def test_customer_fields_parse() -> None:
     data = only_data(
         event(
