@@ -50,6 +50,17 @@ async def _after(query: CallbackQuery, engine: CareEngine, m: CareMessage | None
         await engine.refresh(m)
 
 
+async def _on_its_way(query: CallbackQuery, engine: CareEngine, decision: care.Decision, done: str) -> bool:
+    """A press that sends a message on its way: the loser of two presses is told who decided; for
+    the winner the card is redrawn and the engine woken (it may be due now)."""
+    if not decision.won:
+        await query.answer(_already(decision.message, engine), show_alert=True)
+        return False
+    await _after(query, engine, decision.message, done)
+    engine.kick()
+    return True
+
+
 @router.callback_query(CareCb.filter(F.action == CareAction.APPROVE))
 async def approve(
     query: CallbackQuery, callback_data: CareCb, session: AsyncSession, care_engine: CareEngine
@@ -63,11 +74,7 @@ async def approve(
         now=now,
         schedule=care_engine.schedule,
     )
-    if not decision.won:
-        await query.answer(_already(decision.message, care_engine), show_alert=True)
-        return
-    await _after(query, care_engine, decision.message, _("Approved."))
-    care_engine.kick()
+    await _on_its_way(query, care_engine, decision, _("Approved."))
 
 
 async def _decide(
@@ -163,14 +170,11 @@ async def send_again(
         now=now,
         schedule=care_engine.schedule,
     )
-    if not decision.won:
-        await query.answer(_already(decision.message, care_engine), show_alert=True)
+    if not await _on_its_way(query, care_engine, decision, _("It goes out again.")):
         return
-    await _after(query, care_engine, decision.message, _("It goes out again."))
     if isinstance(query.message, Message) and query.message.html_text:
         line = sent_again(query.from_user.full_name, now, care_engine.context())
         await query.message.edit_text(f"{query.message.html_text}\n\n{line}", reply_markup=None)
-    care_engine.kick()
 
 
 @router.callback_query(CareCb.filter(F.action == CareAction.APPROVE_RULE))
