@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram.utils.i18n import gettext as _
 
@@ -55,8 +55,20 @@ def _contact(c: Customer, ctx: CardContext) -> str:
         f"📱 {h(phone)}" if phone else "",
         f"✉️ {h(email)}" if email else "",
         f"📍 {h(region)}" if region else "",
+        _local_time(c, ctx),
     ]
     return " · ".join(p for p in parts if p) or _("no contact details")
+
+
+def _local_time(c: Customer, ctx: CardContext) -> str:
+    """The customer's clock when they live in another zone than the team: worth a glance before a call."""
+    if not c.zone or c.zone == ctx.zone.key:
+        return ""
+    try:
+        local = ctx.now.astimezone(ZoneInfo(c.zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ""
+    return f"🕐 {local:%H:%M} {h(c.zone)}"
 
 
 def _spending(c: Customer, ctx: CardContext) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e.chat import ChatUser, Emulator, buttons
@@ -33,6 +35,13 @@ def test_card_shows_running_figures_and_masks_the_phone_in_the_group(agent: Chat
     assert "RFM" in text
     assert "婴儿奶粉×3" in text  # most bought product
     assert "T1004" in text and "awaiting payment" in text
+
+
+def test_a_customer_in_another_time_zone_shows_their_clock(agent: ChatUser) -> None:
+    (card,) = agent.send("/card C006")  # imported with zone Asia/Singapore
+    assert re.search(r"🕐 \d\d:\d\d Asia/Singapore", card["text"]), card["text"]
+    (home,) = agent.send("/card C001")  # no zone: the team's, so no second clock
+    assert "🕐" not in home["text"]
 
 
 def test_callback_data_fits_telegram_limit(agent: ChatUser) -> None:
