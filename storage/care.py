@@ -220,9 +220,15 @@ async def claim_due(
         select(T.c.id).where(_due(now)).order_by(T.c.fire_at).limit(limit).with_for_update(skip_locked=True)
     )
     sending = CareState.SENDING
+    # The picked rows as a CTE joined by the UPDATE (UPDATE … FROM picked), not `id IN (subquery)`:
+    # on PostgreSQL the IN form's subquery is evaluated again when a row it meets was changed by a
+    # racing claimer, so one claim took far more than `limit` (3 claimers of 7: a round took 47 or
+    # all 80) and the others came back empty while rows were due. A CTE runs once. Same in
+    # storage.followups; tests/storage pin both.
+    picked_rows = picked.cte("picked")
     claim = (
         update(T)
-        .where(T.c.id.in_(picked), _due(now))
+        .where(T.c.id == picked_rows.c.id, _due(now))
         .values(
             claim=token,
             fire_at=now + lease,

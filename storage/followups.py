@@ -192,9 +192,10 @@ def claim_due_sync(
     )
     if busy_chats:
         picked = picked.where(T.c.chat_id.not_in(list(busy_chats)))
+    picked_rows = picked.cte("picked")  # not `id IN (…)`: see storage.care.claim_due
     claim = (
         update(T)
-        .where(T.c.id.in_(picked), _due(now))
+        .where(T.c.id == picked_rows.c.id, _due(now))
         .values(state=State.FIRING, claim=token, fire_at=now + lease, attempts=T.c.attempts + 1)
         .returning(T.c.id)
     )
@@ -509,7 +510,11 @@ async def resolve_by_event(
                     T.c.customer_pk == customer_pk, T.c.scenario.in_(scenarios), T.c.state.in_(OPEN_STATES)
                 )
                 .values(
-                    state=State.CANCELLED, step=_closing_step(), fire_at=None, claim=None, closed_at=now,
+                    state=State.CANCELLED,
+                    step=_closing_step(),
+                    fire_at=None,
+                    claim=None,
+                    closed_at=now,
                     close_reason=reason[:32],
                 )
                 .returning(T.c.id),
@@ -559,8 +564,14 @@ def resolve_sync(session: Session, ids: Sequence[int], reason: str, now: datetim
         conn.execute(
             update(T)
             .where(T.c.id.in_(list(ids)), T.c.state.in_(OPEN_STATES))
-            .values(state=State.CANCELLED, step=_closing_step(), fire_at=None, claim=None, closed_at=now,
-                    close_reason=reason[:32],)
+            .values(
+                state=State.CANCELLED,
+                step=_closing_step(),
+                fire_at=None,
+                claim=None,
+                closed_at=now,
+                close_reason=reason[:32],
+            )
             .returning(T.c.id)
         )
         .scalars()
