@@ -365,14 +365,23 @@ async def record_failed(
     )
 
 
-def _closing_step() -> Any:
-    """`step` for a row being closed: the step its chat shows (crm.followups.shown_step), so that a
-    closed reminder is redrawn with the heading it had, not the one of a step that never fired."""
-    return case(
+def _closing(state: str, now: datetime, reason: str) -> dict[str, Any]:
+    """The values that close a row (Done, Cancel, or an event that answered it). `step` becomes the
+    step its chat shows (crm.followups.shown_step), so that a closed reminder is redrawn with the
+    heading it had, not the one of a step that never fired."""
+    shown = case(
         *((and_(T.c.state == State.PENDING, T.c.step == after), shown_step(State.PENDING, after))
           for after in (Step.REPOST, Step.ESCALATE)),
         else_=T.c.step,
     )  # fmt: skip
+    return {
+        "state": state,
+        "step": shown,
+        "fire_at": None,
+        "claim": None,
+        "closed_at": now,
+        "close_reason": reason[:32],
+    }
 
 
 async def _act(
@@ -413,16 +422,7 @@ async def close(
     return await _act(
         session,
         follow_up_id,
-        {
-            "state": state,
-            "step": _closing_step(),
-            "fire_at": None,
-            "claim": None,
-            "closed_at": now,
-            "closed_by": actor_id,
-            "closed_by_name": actor_name[:128],
-            "close_reason": reason or state,
-        },
+        _closing(state, now, reason or state) | {"closed_by": actor_id, "closed_by_name": actor_name[:128]},
         action=Action.DONE if done else Action.CANCELLED,
         actor_id=actor_id,
         actor_name=actor_name,
@@ -509,14 +509,7 @@ async def resolve_by_event(
                 .where(
                     T.c.customer_pk == customer_pk, T.c.scenario.in_(scenarios), T.c.state.in_(OPEN_STATES)
                 )
-                .values(
-                    state=State.CANCELLED,
-                    step=_closing_step(),
-                    fire_at=None,
-                    claim=None,
-                    closed_at=now,
-                    close_reason=reason[:32],
-                )
+                .values(_closing(State.CANCELLED, now, reason))
                 .returning(T.c.id),
             )
         )
@@ -564,14 +557,7 @@ def resolve_sync(session: Session, ids: Sequence[int], reason: str, now: datetim
         conn.execute(
             update(T)
             .where(T.c.id.in_(list(ids)), T.c.state.in_(OPEN_STATES))
-            .values(
-                state=State.CANCELLED,
-                step=_closing_step(),
-                fire_at=None,
-                claim=None,
-                closed_at=now,
-                close_reason=reason[:32],
-            )
+            .values(_closing(State.CANCELLED, now, reason))
             .returning(T.c.id)
         )
         .scalars()
