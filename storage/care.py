@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,6 +32,7 @@ from crm.care_queue import (
 )
 from crm.care_rules import PAYMENT_RULES, PlannedCare
 from crm.sending import Caps, QuietHours, Reach, SendSlot, send_slot
+from storage.db import insert_for
 from storage.models import (
     CareAttempt,
     CareMessage,
@@ -131,8 +131,7 @@ async def plan(
     if not planned:
         return 0
     conn = await session.connection()
-    make = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = make(T).on_conflict_do_nothing(index_elements=["plan_key"])
+    stmt = insert_for(conn.dialect)(T).on_conflict_do_nothing(index_elements=["plan_key"])
     result = await conn.execute(stmt, [_row(p, customer_pk, order_pk, now) for p in planned])
     return int(result.rowcount or 0)
 
@@ -148,8 +147,9 @@ def plan_rows_sync(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
     conn = session.connection()
-    make = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    result = conn.execute(make(T).on_conflict_do_nothing(index_elements=["plan_key"]), list(rows))
+    result = conn.execute(
+        insert_for(conn.dialect)(T).on_conflict_do_nothing(index_elements=["plan_key"]), list(rows)
+    )
     return int(result.rowcount or 0)
 
 

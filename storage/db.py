@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -142,3 +143,9 @@ def db_value(value: Any) -> Any:
     if kind is date:
         return value.isoformat()
     return value
+
+
+def insert_for(dialect: Dialect) -> Any:
+    """The dialect's INSERT construct (it has on_conflict_do_nothing / _do_update): the two
+    databases Touchpoint runs on spell upserts alike, each through its own construct."""
+    return postgresql.insert if dialect.name == "postgresql" else sqlite.insert

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, DateTime, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import DateTime, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
@@ -45,7 +44,7 @@ from crm.figures import OrderFacts as FigureFacts
 from crm.followups import OPEN_STATES as FOLLOW_UP_OPEN
 from storage import care, followups
 from storage.care_planner import facts_of_order
-from storage.db import db_time, db_value, py_date, py_time, sqlite_driver
+from storage.db import db_time, db_value, insert_for, py_date, py_time, sqlite_driver
 from storage.figures import FIGURE_COLUMNS
 from storage.figures_sync import refresh_figures_sync
 from storage.models import CareMessage, Customer, FollowUp, Order, ShopEvent
@@ -213,10 +212,6 @@ def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     items = list(values)
     for start in range(0, len(items), IN_CHUNK):
         yield items[start : start + IN_CHUNK]
-
-
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 # On SQLite the batch's statements go straight to the sqlite3 connection under the session (the
@@ -412,7 +407,7 @@ class _Run:
                 }
                 for e, _ in first.values()
             ]
-            stmt = _insert(self.conn)(_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+            stmt = insert_for(self.conn.dialect)(_EVENTS).on_conflict_do_nothing(index_elements=["id"])
             new = set(self.conn.execute(stmt.returning(_EVENTS.c.id), rows).scalars())
         flags = []
         for events in requests:
@@ -827,7 +822,7 @@ class _Run:
                 for flag in ("bad_reviewer", "open_complaint"):
                     if flag in row and row[flag] is None:
                         row[flag] = False
-            stmt = _insert(conn)(_CUSTOMERS).on_conflict_do_nothing(index_elements=["external_id"])
+            stmt = insert_for(conn.dialect)(_CUSTOMERS).on_conflict_do_nothing(index_elements=["external_id"])
             made = dict(conn.execute(stmt.returning(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id), rows).all())
             if len(made) != len(rows):  # created meanwhile by another writer (PostgreSQL)
                 raise IntegrityError("customer", None, Exception("created meanwhile"))

@@ -41,7 +41,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, event, literal_column, or_
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -50,6 +49,7 @@ from sqlalchemy.pool import NullPool
 from crm.lookup import normalize_phone
 from crm.sending import zone_name
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
+from storage.db import insert_for
 from storage.figures import refresh_figures
 from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
 from storage.import_values import (
@@ -165,10 +165,9 @@ class _Sql:
     ) -> str:
         """INSERT … ON CONFLICT (key) DO UPDATE SET update = excluded … WHERE any of them differs
         (DO NOTHING without `update`). Row tuples follow `columns`, which must be in table order."""
-        make = postgresql.insert if self.pg else sqlite.insert
         values: dict[str, Any] = {name: bindparam(name) for name in columns}
         values.update({name: literal_column(sql) for name, sql in (constants or {}).items()})
-        stmt = make(table).values(values)
+        stmt = insert_for(self.dialect)(table).values(values)
         if update:
             changed = [name for name in update if name != "updated_at"]
             stmt = stmt.on_conflict_do_update(

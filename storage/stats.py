@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
@@ -20,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm.lifecycle import LEARNED_SHARES, MIN_BUYERS_TO_LEARN, Thresholds, thresholds_from_cuts
 from crm.quantiles import cut_positions
 from crm.rfm import QUINTILES, RfmCuts
+from storage.db import insert_for
 from storage.models import Customer, ShopStat
 
 STATS_KEY = "shop_cuts"
@@ -98,9 +98,8 @@ async def recompute_shop_stats(engine: AsyncEngine, now: datetime | None = None)
     async with AsyncSession(engine, expire_on_commit=False) as session:
         cuts = await compute_shop_cuts(session, now)
         # An upsert: replicas starting together on an empty database each compute the cuts.
-        make = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         row = {"key": STATS_KEY, "value": _encode(cuts), "computed_at": cuts.computed_at}
-        stmt = make(ShopStat).values(row)
+        stmt = insert_for(engine.dialect)(ShopStat).values(row)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={"value": stmt.excluded.value, "computed_at": stmt.excluded.computed_at},
