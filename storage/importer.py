@@ -31,12 +31,12 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, event, literal_column, or_
@@ -51,6 +51,15 @@ from crm.sending import zone_name
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
 from storage.db import insert_for
 from storage.figures import refresh_figures
+from storage.import_batches import (
+    Batch,
+    Batches,
+    BatchParser,
+    ParserProcess,
+    WriteFailure,
+    collect_young_garbage,
+    serve_batches,
+)
 from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
 from storage.import_values import (
     FLASH_SALE,
@@ -308,25 +317,14 @@ _CUSTOMER_WRITE = ("external_id", *CUSTOMER_FIELDS, "id", "zone", "updated_at")
 _CUSTOMER_LIMITS = {name: max_len(_customer, name) for name in ("external_id", *CUSTOMER_FIELDS[:7])}
 
 
-class _Customers:
-    """Parses customer rows and writes batches of them."""
+class _CustomerRows:
+    """Parses customer rows (in the importing process or in the parser process)."""
 
-    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
-        self.sql = sql
+    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser) -> None:
         self.time = parse_time
         # Every row gets one extra "" cell at index `width`: absent columns read that.
         self.pick = itemgetter(
             *(fields.get(name, width) for name in ("customer_id", *CUSTOMER_FIELDS, "zone"))
-        )
-        self.upsert_sql = sql.insert(
-            _customer, _CUSTOMER_WRITE, "external_id", update=(*CUSTOMER_FIELDS, "updated_at", "zone"),
-            constants=_COUNTER_ZEROS,
-        )  # fmt: skip
-        self.select_sql = (
-            "SELECT id, external_id, "
-            + ", ".join((*CUSTOMER_FIELDS, "zone"))
-            + " FROM customer WHERE {where}"
-            + sql.for_update
         )
 
     def parse(self, row: list[str], line: int) -> tuple[Any, ...]:
@@ -360,8 +358,26 @@ class _Customers:
             zone_text,
         )
 
+
+class _Customers(_CustomerRows):
+    """Customer rows, and the writing of batches of them."""
+
+    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
+        super().__init__(fields, width, parse_time)
+        self.sql = sql
+        self.upsert_sql = sql.insert(
+            _customer, _CUSTOMER_WRITE, "external_id", update=(*CUSTOMER_FIELDS, "updated_at", "zone"),
+            constants=_COUNTER_ZEROS,
+        )  # fmt: skip
+        self.select_sql = (
+            "SELECT id, external_id, "
+            + ", ".join((*CUSTOMER_FIELDS, "zone"))
+            + " FROM customer WHERE {where}"
+            + sql.for_update
+        )
+
     async def write(
-        self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, errors: _Errors
+        self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, failures: list[WriteFailure]
     ) -> None:
         converted = [self._to_db(rec) for rec in batch]
         stored = await db.fetch_in(self.select_sql, "external_id", [rec[0] for rec in converted])
@@ -406,8 +422,8 @@ _O_CREATED, _O_PAID, _O_REFUNDED, _O_STATUS, _O_AMOUNT, _O_ID, _O_CUSTOMER = (
 _FIGURE_INPUTS = (_O_CUSTOMER, _O_CREATED, _O_PAID, _O_REFUNDED, _O_AMOUNT)
 # A parsed order starts like ORDER_ROW (order_no … province, status given or derived, refunded_at
 # given or inferred), then: customer external id, flags (status given, refunded_at inferred),
-# items (None: cell empty), line, raw row.
-_P_EXT, _P_STATUS_GIVEN, _P_REFUND_INFERRED, _P_ITEMS, _P_LINE, _P_RAW = 13, 14, 15, 16, 17, 18
+# items (None: cell empty), line.
+_P_EXT, _P_STATUS_GIVEN, _P_REFUND_INFERRED, _P_ITEMS, _P_LINE = 13, 14, 15, 16, 17
 _ORDER_LIMITS = {
     name: max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
 }
@@ -424,32 +440,14 @@ def _settle_status(status: str | None, times: list[Any]) -> str:
     return status
 
 
-class _Orders:
-    """Parses order rows and writes batches: customers, orders, products, items, figures."""
+class _OrderRows:
+    """Parses order rows (in the importing process or in the parser process)."""
 
-    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
-        self.sql = sql
+    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser) -> None:
         self.time = parse_time
         names = ("order_id", "customer_id", *ORDER_TIMES, "status", "amount", "source", "carrier",
                  "tracking_no", "province", "items")  # fmt: skip
         self.pick = itemgetter(*(fields.get(name, width) for name in names))
-        self.has_status = "status" in fields
-        self.products: dict[str, int] = {}  # the current batch's item names -> product ids
-        self.upsert_sql = sql.insert(_orders, ORDER_ROW, "order_no", update=ORDER_ROW[1:13] + ORDER_ROW[14:])
-        self.select_sql = "SELECT " + ", ".join(ORDER_ROW) + " FROM orders WHERE {where}"
-        self.buyers_sql = "SELECT id, external_id FROM customer WHERE {where}" + sql.for_update
-        self.bare_customer_sql = sql.insert(
-            _customer, ("external_id", "id", "updated_at"), "external_id", constants=_COUNTER_ZEROS
-        )
-        self.product_sql = sql.insert(_product, ("id", "name"), "name")
-        self.item_sql = sql.numbered(
-            "INSERT INTO order_item (order_pk, product_pk, customer_pk, quantity) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (order_pk, product_pk) DO UPDATE SET quantity = excluded.quantity, "
-            "customer_pk = excluded.customer_pk"
-        )
-        self.item_delete_sql = sql.numbered("DELETE FROM order_item WHERE order_pk = ? AND product_pk = ?")
-        self.item_owner_sql = sql.numbered("UPDATE order_item SET customer_pk = ? WHERE order_pk = ?")
-        self.ties_sql, self.figures_sql = _fresh_figures_sql(sql)
 
     # -- parsing: the hot loop; the common case inline, the rest in helpers ------------------
 
@@ -504,7 +502,6 @@ class _Orders:
             refund_inferred,
             parse_items(items) if items else None,
             line,
-            row,
         )
 
     def _time_error(self, row: list[str]) -> RowError:
@@ -517,10 +514,34 @@ class _Orders:
                 return RowError(f"{field}: {exc.reason}")
         return RowError("bad date")  # not reached: parse saw one fail
 
+
+class _Orders(_OrderRows):
+    """Order rows, and the writing of batches: customers, orders, products, items, figures."""
+
+    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
+        super().__init__(fields, width, parse_time)
+        self.sql = sql
+        self.products: dict[str, int] = {}  # the current batch's item names -> product ids
+        self.upsert_sql = sql.insert(_orders, ORDER_ROW, "order_no", update=ORDER_ROW[1:13] + ORDER_ROW[14:])
+        self.select_sql = "SELECT " + ", ".join(ORDER_ROW) + " FROM orders WHERE {where}"
+        self.buyers_sql = "SELECT id, external_id FROM customer WHERE {where}" + sql.for_update
+        self.bare_customer_sql = sql.insert(
+            _customer, ("external_id", "id", "updated_at"), "external_id", constants=_COUNTER_ZEROS
+        )
+        self.product_sql = sql.insert(_product, ("id", "name"), "name")
+        self.item_sql = sql.numbered(
+            "INSERT INTO order_item (order_pk, product_pk, customer_pk, quantity) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (order_pk, product_pk) DO UPDATE SET quantity = excluded.quantity, "
+            "customer_pk = excluded.customer_pk"
+        )
+        self.item_delete_sql = sql.numbered("DELETE FROM order_item WHERE order_pk = ? AND product_pk = ?")
+        self.item_owner_sql = sql.numbered("UPDATE order_item SET customer_pk = ? WHERE order_pk = ?")
+        self.ties_sql, self.figures_sql = _fresh_figures_sql(sql)
+
     # -- one batch -------------------------------------------------------------------------
 
     async def write(
-        self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, errors: _Errors
+        self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, failures: list[WriteFailure]
     ) -> None:
         pks = await self._buyers(db, batch)
         stored = await db.fetch_in(self.select_sql, "order_no", [p[0] for p in batch])
@@ -554,7 +575,7 @@ class _Orders:
             try:
                 row = self._merge(parsed, customer_pk, old)
             except RowError as exc:
-                errors.add(parsed[_P_LINE], exc.reason, parsed[_P_RAW])
+                failures.append((parsed[_P_LINE], exc.reason))
                 summary.failed += 1
                 continue
             wanted = None
@@ -773,40 +794,85 @@ async def import_file(
     progress: Callable[[int], None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     zone: ZoneInfo = TEAM_ZONE,
+    parse_in_process: bool | None = None,
 ) -> ImportSummary:
     """Imports a customers or orders file; see the module docstring for the rules.
 
     Raises MissingColumnsError (a FileRejected) before writing anything when a required column is
     missing, and FileRejected when the file cannot be read. `progress` gets the rows read so far.
+    parse_in_process: parse in a second process, overlapping the writes (default: for files of at
+    least PARSER_PROCESS_MIN_BYTES, where that gain outweighs starting the process).
     """
     if kind not in COLUMNS:
         raise ValueError(f"kind must be 'customers' or 'orders', not {kind!r}")
     started = time.perf_counter()
     summary = ImportSummary()
     sql = _Sql(engine.dialect)
-    with open_table(path) as table:
+    job = _ParseJob(kind, path, errors_path or default_errors_path(path), batch_size, zone)
+    with ExitStack() as stack:
+        table = stack.enter_context(open_table(path))
         fields = resolve_header(kind, table.header)
-        width = len(table.header)
-        handler = (_Customers if kind == "customers" else _Orders)(fields, width, TimeParser(zone), sql)
-        errors = ErrorFile(errors_path or default_errors_path(path), path, table.header)
-        try:
-            with _young_garbage_only():
+        handler = _HANDLERS[kind](fields, len(table.header), TimeParser(zone), sql)
+        if parse_in_process is None:
+            parse_in_process = path.stat().st_size >= PARSER_PROCESS_MIN_BYTES  # noqa: ASYNC240 (a stat)
+        source: Batches
+        if parse_in_process:
+            stack.close()  # the parser process opens the file itself
+            source = ParserProcess(_serve_parser, job)
+        else:
+            source = job.parser(table, handler.parse)
+        with _young_garbage_only():
+            try:
                 async with _open_writer(engine, handler) as writer:
-                    await _run(table, handler.parse, writer, batch_size, summary, errors, progress)
-        finally:
-            errors.close()
-        summary.errors_path = errors.path if errors.used else None
+                    await _run(source, writer, summary, progress)
+            except BaseException:
+                source.abandon()
+                source.close()
+                raise
+        summary.errors_path = job.errors_path if source.close() else None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+# Below this size a file is parsed in the importing process: starting the parser process (a fresh
+# interpreter importing this module, ~0.5 s) costs more than the overlap saves on ~50 000 rows.
+PARSER_PROCESS_MIN_BYTES = 8 << 20
+_HANDLERS: dict[str, type[_Customers | _Orders]] = {"customers": _Customers, "orders": _Orders}
+_ROWS: dict[str, type[_CustomerRows | _OrderRows]] = {"customers": _CustomerRows, "orders": _OrderRows}
+
+
+@dataclass(frozen=True, slots=True)
+class _ParseJob:
+    """What a parser needs, in a form the parser process can be handed."""
+
+    kind: Literal["customers", "orders"]
+    path: Path
+    errors_path: Path
+    batch_size: int
+    zone: ZoneInfo
+
+    def parser(self, table: RowSource, parse: Callable[[list[str], int], tuple[Any, ...]]) -> BatchParser:
+        errors = ErrorFile(self.errors_path, self.path, table.header)
+        # Only order rows can fail while being written (merged times), so only they keep their cells.
+        return BatchParser(table, parse, errors, self.batch_size, keep_cells=self.kind == "orders")
+
+
+def _serve_parser(job: _ParseJob, out: Any, acks: Any) -> None:
+    """The parser process: parses job's file into batches for the importing process."""
+    gc.disable()  # as in the importing process (_young_garbage_only); BatchParser collects
+    with open_table(job.path) as table:
+        fields = resolve_header(job.kind, table.header)
+        rows = _ROWS[job.kind](fields, len(table.header), TimeParser(job.zone))
+        serve_batches(job.parser(table, rows.parse), out, acks)
+
+
 @contextmanager
 def _young_garbage_only() -> Iterator[None]:
-    """Automatic GC off while importing, young generations collected after each batch instead.
+    """Automatic GC off while importing; import_batches.collect_young_garbage runs after each batch.
 
     A batch keeps hundreds of thousands of objects alive, so the automatic collector keeps promoting
     and re-scanning them in full collections (~15 % of the import time). Batches free their objects
-    by reference counting; _run collects the young generations after each batch, the rest waits.
+    by reference counting.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -817,107 +883,56 @@ def _young_garbage_only() -> Iterator[None]:
             gc.enable()
 
 
-_Failed = tuple[int, str, Sequence[str]]  # a row that failed: physical line, reason, cells
-_Outcome = tuple[ImportSummary, list[_Failed]]  # a written batch: its counts, rows that failed there
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Consecutive rows of the file: the parsed ones, the ones that failed to parse, rows read so far."""
-
-    rows: list[tuple[Any, ...]]
-    failed: list[_Failed]
-    read: int = 0
+_Outcome = tuple[ImportSummary, list[WriteFailure]]  # a written batch: its counts, rows that failed there
+_Written = tuple[Batch, _Outcome]
 
 
 async def _run(
-    table: RowSource,
-    parse: Callable[[list[str], int], tuple[Any, ...]],
-    writer: _Writer,
-    batch_size: int,
-    summary: ImportSummary,
-    errors: ErrorFile,
-    progress: Callable[[int], None] | None,
+    source: Batches, writer: _Writer, summary: ImportSummary, progress: Callable[[int], None] | None
 ) -> None:
-    """Reads and parses a batch while the writer writes the one before (on SQLite, in its thread)."""
-    width = len(table.header)
-    pad = [""] * width
-    batch = _Batch([], [])
-    keys: set[str] = set()
-    in_flight: _Batch | None = None
-
-    async def settle() -> None:
-        """Books the batch in flight once written; its failed rows go out in line order."""
-        nonlocal in_flight
-        done, in_flight = in_flight, None
-        if done is None:
-            return
-        failed: list[_Failed] = []
-        try:
-            counts, failed = await writer.result() if done.rows else (ImportSummary(), [])
-        finally:
-            for line, reason, row in sorted(done.failed + failed, key=itemgetter(0)):
-                errors.add(line, reason, row)
+    """Writes the source's batches one by one, each in one transaction, and settles each."""
+    batches = source.batches()
+    while (written := await writer.write_next(batches)) is not None:
+        batch, (counts, failures) = written
+        source.settle(failures)
+        summary.rows_read = batch.read
         summary.inserted += counts.inserted
         summary.updated += counts.updated
         summary.unchanged += counts.unchanged
-        summary.failed += counts.failed
+        summary.failed += batch.failed + counts.failed
+        collect_young_garbage()
         if progress:
-            progress(done.read)
-
-    async def send(read: int) -> None:
-        """Starts writing the batch (one transaction) once the one before is done."""
-        nonlocal batch, keys, in_flight
-        await settle()
-        batch.read = read
-        if batch.rows:
-            await writer.start(batch.rows)
-        in_flight, batch, keys = batch, _Batch([], []), set()
-        gc.collect(1)  # the young generations only; see _young_garbage_only
-
-    try:
-        rows = table.rows()
-        while True:
-            try:
-                line, row = next(rows)
-            except StopIteration:
-                break
-            except FileRejected:
-                # Unreadable from here on: what was read before it still lands, as the message says.
-                await send(summary.rows_read)
-                await settle()
-                raise
-            summary.rows_read += 1
-            if len(row) != width:
-                row = (row + pad)[:width]
-            row.append("")  # absent columns read this cell
-            try:
-                parsed = parse(row, line)
-            except RowError as exc:
-                batch.failed.append((line, exc.reason, row))
-                summary.failed += 1
-                continue
-            # A key seen twice in one batch: write what came before first, so the later row
-            # merges over the stored one exactly as it would in a later import.
-            if len(batch.rows) >= batch_size or parsed[0] in keys:
-                await send(summary.rows_read - 1)
-            batch.rows.append(parsed)
-            keys.add(parsed[0])
-        await send(summary.rows_read)
-        await settle()
-    finally:
-        # Leaving on an error: rows that failed to parse still go to the error file.
-        for pending in (in_flight, batch):
-            for line, reason, row in pending.failed if pending else ():
-                errors.add(line, reason, row)
+            progress(batch.read)
 
 
-class _Writer(Protocol):
-    """Writes batches one at a time: start() one, then result() before the next start()."""
+class _Writer:
+    """Takes the next batch from the source and writes it, both in one worker thread: the batch
+    comes from a queue (the parser process) or is parsed there, then is written in one transaction."""
 
-    async def start(self, rows: list[tuple[Any, ...]]) -> None: ...
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="touchpoint-import")
+        self._future: asyncio.Future[_Written | None] | None = None
 
-    async def result(self) -> _Outcome: ...
+    async def write_next(self, batches: Iterator[Batch]) -> _Written | None:
+        raise NotImplementedError
+
+    async def _in_thread(self, call: Callable[..., T], *args: Any) -> T:
+        self._future = future = asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+        try:
+            return await future
+        finally:
+            self._future = None
+
+    async def aclose(self, last: Callable[[], None] | None = None) -> None:
+        """Runs `last` in the worker thread once the batch in flight, if any, is done (when the import
+        failed while one was being written, its outcome is moot), and stops the thread."""
+        if self._future is not None:
+            self._future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            if last is not None:
+                await asyncio.get_running_loop().run_in_executor(self._pool, last)  # queued behind it
+        finally:
+            self._pool.shutdown(wait=last is None)
 
 
 @asynccontextmanager
@@ -928,63 +943,51 @@ async def _open_writer(engine: AsyncEngine, handler: _Customers | _Orders) -> As
         try:
             yield threaded
         finally:
-            await threaded.aclose()
+            await threaded.aclose(threaded.close_connection)
         return
     async with engine.connect() as conn:
         await _bulk_mode(conn, handler.sql, on=True)
+        writer = _AsyncWriter(conn, handler)
         try:
-            yield _AsyncWriter(conn, handler)
+            yield writer
         except BaseException:
+            await writer.aclose()
             await conn.invalidate()  # never pool a connection left without foreign key checks
             raise
+        await writer.aclose()
         await _bulk_mode(conn, handler.sql, on=False)
 
 
-class _ThreadWriter:
-    """SQLite: each batch is one synchronous call in a worker thread, on the import's own connection.
-
-    Through aiosqlite every statement is a thread round trip and the event loop waits for each; here
-    a batch is one hop, and the event loop's thread parses the next batch meanwhile (sqlite3 drops
-    the GIL while it works, so the two overlap). The connection is opened, used and closed in the
-    worker thread only, and never pooled: it runs without foreign key checks (see _bulk_mode)."""
+class _ThreadWriter(_Writer):
+    """SQLite: the worker thread writes through its own synchronous connection, a batch in one call
+    (through aiosqlite every statement would be a thread round trip with the event loop waiting).
+    The connection is opened, used and closed in the worker thread only, and never pooled: it runs
+    without foreign key checks (see _bulk_mode)."""
 
     def __init__(self, url: URL, handler: _Customers | _Orders) -> None:
+        super().__init__()
         self._handler = handler
         self._engine = sa_create_engine(url, poolclass=NullPool)
         event.listen(self._engine, "connect", _bulk_pragmas)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="touchpoint-import")
         self._conn: Connection | None = None
-        self._future: asyncio.Future[_Outcome] | None = None
 
-    async def start(self, rows: list[tuple[Any, ...]]) -> None:
-        self._future = asyncio.get_running_loop().run_in_executor(self._pool, self._write, rows)
+    async def write_next(self, batches: Iterator[Batch]) -> _Written | None:
+        return await self._in_thread(self._write_next, batches)
 
-    async def result(self) -> _Outcome:
-        future, self._future = self._future, None
-        if future is None:
-            raise RuntimeError("no batch is being written")
-        return await future
-
-    def _write(self, rows: list[tuple[Any, ...]]) -> _Outcome:
+    def _write_next(self, batches: Iterator[Batch]) -> _Written | None:
+        batch = next(batches, None)
+        if batch is None or not batch.rows:
+            return batch and (batch, (ImportSummary(), []))
         if self._conn is None:
             self._conn = self._engine.connect()
         with self._conn.begin():
-            return _finish(_write_rows(_ThreadDb(self._conn, self._handler.sql), self._handler, rows))
+            db = _ThreadDb(self._conn, self._handler.sql)
+            return batch, _finish(_write_rows(db, self._handler, batch.rows))
 
-    def _close(self) -> None:
+    def close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
         self._engine.dispose()
-
-    async def aclose(self) -> None:
-        """Closes the connection once the write in flight, if any, is done (when the import failed
-        while a batch was being written, that batch's outcome is moot)."""
-        if self._future is not None:
-            self._future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._close)  # queued behind it
-        finally:
-            self._pool.shutdown(wait=False)
 
 
 def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -1000,22 +1003,19 @@ def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.execute(f"PRAGMA {pragma}")
 
 
-class _AsyncWriter:
-    """PostgreSQL (and SQLite without a file): each batch written through the async connection
-    before start() returns."""
+class _AsyncWriter(_Writer):
+    """PostgreSQL (and SQLite without a file): the worker thread only takes the next batch; it is
+    written through the async connection."""
 
     def __init__(self, conn: AsyncConnection, handler: _Customers | _Orders) -> None:
+        super().__init__()
         self._conn, self._handler = conn, handler
-        self._outcome: _Outcome | None = None
 
-    async def start(self, rows: list[tuple[Any, ...]]) -> None:
-        self._outcome = await self._write(rows)
-
-    async def result(self) -> _Outcome:
-        outcome, self._outcome = self._outcome, None
-        if outcome is None:
-            raise RuntimeError("no batch was written")
-        return outcome
+    async def write_next(self, batches: Iterator[Batch]) -> _Written | None:
+        batch = await self._in_thread(next, batches, None)
+        if batch is None or not batch.rows:
+            return batch and (batch, (ImportSummary(), []))
+        return batch, await self._write(batch.rows)
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> _Outcome:
         """One transaction; retried once when a concurrent writer took a key first (PostgreSQL)."""
@@ -1042,24 +1042,10 @@ async def _bulk_mode(conn: AsyncConnection, sql: _Sql, *, on: bool) -> None:
     await conn.commit()
 
 
-class _Errors(Protocol):
-    def add(self, line: int, reason: str, row: Sequence[str]) -> None: ...
-
-
-@dataclass(slots=True)
-class _PendingErrors:
-    """A batch's failed rows, written to the error file once the batch has committed."""
-
-    rows: list[_Failed]
-
-    def add(self, line: int, reason: str, row: Sequence[str]) -> None:
-        self.rows.append((line, reason, row))
-
-
 async def _write_rows(db: _Db, handler: _Customers | _Orders, rows: list[tuple[Any, ...]]) -> _Outcome:
     """One batch, inside the caller's transaction."""
     counts = ImportSummary()
-    pending = _PendingErrors([])
+    failures: list[WriteFailure] = []
     await db.begin()
-    await handler.write(db, rows, counts, pending)
-    return counts, pending.rows
+    await handler.write(db, rows, counts, failures)
+    return counts, failures

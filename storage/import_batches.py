@@ -1,0 +1,261 @@
+"""An import file cut into batches of parsed rows, and the error file of its bad rows.
+
+`BatchParser` reads and parses in whichever process runs it. For a large file the importer runs it
+in a parser process (`ParserProcess`), so that parsing one batch (pure Python) overlaps writing the
+one before on another core: threads cannot do that, as sqlite3's executemany takes the GIL back for
+every row it binds. Either way the importer sees the same three calls: `batches()`, then `settle()`
+once per batch after writing it, and `close()`.
+
+The error file stays with the parser: a row that fails while being written (an order whose merged
+times contradict each other) is named by its line, and the parser, which still holds that batch's
+cells, writes it out with the rows that failed to parse, in line order, once the batch is settled.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import queue
+import signal
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from storage.columns import FileRejected
+from storage.import_files import ErrorFile, RowSource
+from storage.import_values import RowError
+
+# Rows a parser keeps in flight at most: the batch being written, one waiting, one being parsed.
+_UNSETTLED_MAX = 2
+# Survivors of young collections that trigger one (with the automatic collector off while importing).
+_YOUNG_GARBAGE = 200_000
+
+WriteFailure = tuple[int, str]  # a row that failed while being written: its line, the reason
+
+
+@dataclass(slots=True)
+class Batch:
+    """Consecutive rows of the file: the parsed ones (each ends with nothing of the raw cells), how
+    many of them failed to parse, and the rows read through this batch."""
+
+    rows: list[tuple[Any, ...]]
+    failed: int = 0
+    read: int = 0
+
+
+@dataclass(slots=True)
+class _Unsettled:
+    """A batch handed out and not yet settled: its bad rows and every row's cells, by line."""
+
+    failed: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    cells: dict[int, list[str]] = field(default_factory=dict)
+
+
+class Batches(Protocol):
+    def batches(self) -> Iterator[Batch]: ...
+
+    def settle(self, failures: Sequence[WriteFailure]) -> None: ...
+
+    def abandon(self) -> None: ...
+
+    def close(self) -> bool: ...
+
+
+class BatchParser:
+    """Cuts a file's rows into batches of parsed rows.
+
+    parse(cells, line) returns the parsed row (its first item is the row's key) or raises RowError.
+    A key seen twice in one batch ends the batch before it, so the later row merges over the stored
+    one exactly as it would in a later import. `keep_cells` keeps each row's cells until the batch is
+    settled (for rows that fail while being written); parsed rows without a line number need not.
+    """
+
+    def __init__(
+        self,
+        table: RowSource,
+        parse: Callable[[list[str], int], tuple[Any, ...]],
+        errors: ErrorFile,
+        batch_size: int,
+        *,
+        keep_cells: bool,
+    ) -> None:
+        self._table, self._parse, self._errors = table, parse, errors
+        self._batch_size, self._keep_cells = batch_size, keep_cells
+        self._unsettled: deque[_Unsettled] = deque()
+
+    def batches(self) -> Iterator[Batch]:
+        """The batches in file order. An unreadable stretch (FileRejected) ends the file: the batch
+        read before it comes out first, then the error is raised."""
+        width = len(self._table.header)
+        pad = [""] * width
+        parse, size, keep = self._parse, self._batch_size, self._keep_cells
+        batch, state, keys = Batch([]), _Unsettled(), set()
+        read = 0
+        rows = self._table.rows()
+        while True:
+            try:
+                line, row = next(rows)
+            except StopIteration:
+                break
+            except FileRejected:
+                yield self._hand_out(batch, state, read)
+                raise
+            read += 1
+            if len(row) != width:
+                row = (row + pad)[:width]
+            row.append("")  # absent columns read this cell
+            try:
+                parsed = parse(row, line)
+            except RowError as exc:
+                state.failed.append((line, exc.reason, row))
+                batch.failed += 1
+                continue
+            if len(batch.rows) >= size or parsed[0] in keys:
+                yield self._hand_out(batch, state, read - 1)
+                batch, state, keys = Batch([]), _Unsettled(), set()
+            batch.rows.append(parsed)
+            keys.add(parsed[0])
+            if keep:
+                state.cells[line] = row
+        yield self._hand_out(batch, state, read)
+
+    def _hand_out(self, batch: Batch, state: _Unsettled, read: int) -> Batch:
+        batch.read = read
+        self._unsettled.append(state)
+        collect_young_garbage()
+        return batch
+
+    @property
+    def unsettled(self) -> int:
+        return len(self._unsettled)
+
+    def settle(self, failures: Sequence[WriteFailure]) -> None:
+        """The oldest batch handed out is written: its bad rows go to the error file, in line order."""
+        state = self._unsettled.popleft()
+        failed = state.failed + [(line, reason, state.cells[line]) for line, reason in failures]
+        for line, reason, row in sorted(failed, key=lambda bad: bad[0]):
+            self._errors.add(line, reason, row)
+
+    def abandon(self) -> None:
+        """The import stops: rows that failed to parse still go to the error file."""
+        while self._unsettled:
+            self.settle(())
+
+    def close(self) -> bool:
+        """Closes the error file; True when it holds at least one row."""
+        self._errors.close()
+        return self._errors.used
+
+
+def collect_young_garbage() -> None:
+    """The importer runs with the automatic collector off (a batch keeps hundreds of thousands of
+    objects alive, which it would keep re-scanning). Batches are freed by reference counting; this
+    collects the young generations only once survivors pile up, so nothing cyclic accumulates."""
+    if gc.get_count()[0] > _YOUNG_GARBAGE:
+        gc.collect(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parser process.
+
+_BATCH, _END, _REJECTED, _CRASHED, _CLOSED = "batch", "end", "rejected", "crashed", "closed"
+_ACK, _ABORT = "ack", "abort"
+
+
+class ParserProcess:
+    """A BatchParser in a child process, seen through the same calls.
+
+    `target(*args, out, acks)` runs in the child (spawned: no state of this process is inherited) and
+    must call `serve_batches` with its BatchParser. Parsed batches come over a queue holding one at
+    a time, so the child parses the next batch while this process writes the current one.
+    """
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._out: Any = context.Queue(maxsize=1)
+        self._acks: Any = context.Queue()
+        self._process = context.Process(
+            target=target, args=(*args, self._out, self._acks), name="touchpoint-import-parser", daemon=True
+        )
+        self._process.start()
+        self._used: bool | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        while True:
+            kind, payload = self._next()
+            if kind == _BATCH:
+                yield payload
+            elif kind == _END:
+                return
+            elif kind == _REJECTED:
+                raise FileRejected(payload)
+            else:  # _CRASHED: a bug; its traceback, for the log
+                raise RuntimeError(f"the import's parser process failed:\n{payload}")
+
+    def settle(self, failures: Sequence[WriteFailure]) -> None:
+        self._acks.put((_ACK, list(failures)))
+
+    def abandon(self) -> None:
+        self._acks.put((_ABORT, None))
+
+    def close(self) -> bool:
+        """Waits for the child's last word (batches still coming are dropped: this side stopped)."""
+        try:
+            while self._used is None:
+                kind, payload = self._next()
+                if kind == _CLOSED:
+                    self._used = payload
+            return self._used
+        finally:
+            self._process.join(timeout=5)
+            if self._process.is_alive():
+                self._process.kill()
+            self._out.close()
+            self._acks.close()
+
+    def _next(self) -> tuple[str, Any]:
+        while True:
+            try:
+                return self._out.get(timeout=0.5)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError(
+                        f"the import's parser process stopped (exit code {self._process.exitcode})"
+                    ) from None
+
+
+def serve_batches(parser: BatchParser, out: Any, acks: Any) -> None:
+    """The parser process's loop: batches out, acknowledgements (write failures) in, one per batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    aborted = False
+
+    def settle_acks(*, keep: int) -> None:
+        """Settles acknowledged batches; waits for acknowledgements while more than `keep` are open."""
+        nonlocal aborted
+        while parser.unsettled and not aborted:
+            try:
+                kind, failures = acks.get(block=parser.unsettled > keep)
+            except queue.Empty:
+                return
+            if kind == _ABORT:
+                aborted = True
+            else:
+                parser.settle(failures)
+
+    try:
+        for batch in parser.batches():
+            out.put((_BATCH, batch))
+            settle_acks(keep=_UNSETTLED_MAX)
+            if aborted:
+                break
+        else:
+            out.put((_END, None))
+    except FileRejected as exc:
+        out.put((_REJECTED, str(exc)))
+    except Exception:  # whatever it is, the importing process must hear of it
+        out.put((_CRASHED, traceback.format_exc()))
+    settle_acks(keep=0)
+    parser.abandon()
+    out.put((_CLOSED, parser.close()))
