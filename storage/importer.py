@@ -524,7 +524,10 @@ class _Orders(_OrderRows):
         self.products: dict[str, int] = {}  # the current batch's item names -> product ids
         self.upsert_sql = sql.insert(_orders, ORDER_ROW, "order_no", update=ORDER_ROW[1:13] + ORDER_ROW[14:])
         self.select_sql = "SELECT " + ", ".join(ORDER_ROW) + " FROM orders WHERE {where}"
-        self.buyers_sql = "SELECT id, external_id FROM customer WHERE {where}" + sql.for_update
+        self.buyers_sql = (
+            "SELECT id, external_id, first_purchase_at, first_purchase_cents, last_purchase_at, "
+            "last_purchase_cents FROM customer WHERE {where}" + sql.for_update
+        )
         self.bare_customer_sql = sql.insert(
             _customer, ("external_id", "id", "updated_at"), "external_id", constants=_COUNTER_ZEROS
         )
@@ -536,22 +539,22 @@ class _Orders(_OrderRows):
         )
         self.item_delete_sql = sql.numbered("DELETE FROM order_item WHERE order_pk = ? AND product_pk = ?")
         self.item_owner_sql = sql.numbered("UPDATE order_item SET customer_pk = ? WHERE order_pk = ?")
-        self.ties_sql, self.figures_sql = _fresh_figures_sql(sql)
+        self.figures_sql = sql.numbered(_FRESH_FIGURES_SQL)
 
     # -- one batch -------------------------------------------------------------------------
 
     async def write(
         self, db: _Db, batch: list[tuple[Any, ...]], summary: ImportSummary, failures: list[WriteFailure]
     ) -> None:
-        pks = await self._buyers(db, batch)
+        pks, ends = await self._buyers(db, batch)
         stored = await db.fetch_in(self.select_sql, "order_no", [p[0] for p in batch])
         existing = {row[0]: tuple(row) for row in stored}
         stored_items = await self._stored_items(db, [row[_O_ID] for row in existing.values()])
-        new_ids = await db.allocate_ids("orders", len(batch) - len(existing))
-        ids = iter(new_ids)
+        ids = iter(await db.allocate_ids("orders", len(batch) - len(existing)))
         products = await self._resolve_products(db, batch)
         pg = self.sql.pg
 
+        fresh: list[tuple[Any, ...]] = []  # the batch's new orders
         writes: list[tuple[Any, ...]] = []
         items = _ItemWrites()
         recompute: set[int] = set()
@@ -561,11 +564,10 @@ class _Orders(_OrderRows):
             if old is None:
                 order_pk = next(ids)
                 if pg:
-                    writes.append(
-                        (parsed[0], *map(_pg_time, parsed[1:7]), *parsed[7:13], order_pk, customer_pk)
-                    )
+                    row = (parsed[0], *map(_pg_time, parsed[1:7]), *parsed[7:13], order_pk, customer_pk)
                 else:
-                    writes.append((*parsed[:13], order_pk, customer_pk))
+                    row = (*parsed[:13], order_pk, customer_pk)
+                fresh.append(row)
                 if parsed[_P_ITEMS]:
                     items.writes += [
                         (order_pk, products[name], customer_pk, qty) for name, qty in parsed[_P_ITEMS].items()
@@ -593,18 +595,23 @@ class _Orders(_OrderRows):
                 if customer_pk != old[_O_CUSTOMER]:
                     items.owners.append((customer_pk, row[_O_ID]))  # items follow their order
 
-        await db.many(self.upsert_sql, writes)
+        await db.many(self.upsert_sql, fresh + writes)
         await db.many(self.item_owner_sql, items.owners)
         await db.many(self.item_delete_sql, items.deletes)
         await db.many(self.item_sql, items.writes)
-        await self._update_figures(db, new_ids, recompute)
+        # Customers whose stored orders changed are recomputed from all their orders; the others
+        # take the new orders into their running figures.
+        await db.many(self.figures_sql, _fresh_figures(fresh, ends, recompute))
+        if recompute:
+            await db.refresh_figures(recompute)
 
-    async def _buyers(self, db: _Db, batch: list[tuple[Any, ...]]) -> dict[str, int]:
-        """The batch's customers (locked on PostgreSQL): external id -> pk.
-        Unknown customers are created bare (external id only)."""
+    async def _buyers(self, db: _Db, batch: list[tuple[Any, ...]]) -> tuple[dict[str, int], dict[int, _Ends]]:
+        """The batch's customers (locked on PostgreSQL): external id -> pk, and pk -> their stored
+        first and last purchase. Unknown customers are created bare (external id only)."""
         keys = list({p[_P_EXT]: None for p in batch})
         found = await db.fetch_in(self.buyers_sql, "external_id", keys)
-        pks: dict[str, int] = {external_id: pk for pk, external_id in found}
+        pks: dict[str, int] = {row[1]: row[0] for row in found}
+        ends: dict[int, _Ends] = {row[0]: tuple(row[2:]) for row in found}
         missing = [key for key in keys if key not in pks]
         if missing:
             ids = await db.allocate_ids("customer", len(missing))
@@ -613,7 +620,8 @@ class _Orders(_OrderRows):
                 self.bare_customer_sql, [(key, pk, now) for key, pk in zip(missing, ids, strict=True)]
             )
             pks.update(zip(missing, ids, strict=True))
-        return pks
+            ends.update(dict.fromkeys(ids, _NO_PURCHASE))
+        return pks, ends
 
     async def _stored_items(self, db: _Db, order_pks: list[int]) -> dict[int, dict[int, tuple[int, int]]]:
         """order pk -> product pk -> (quantity, customer_pk), for the orders already stored."""
@@ -660,17 +668,6 @@ class _Orders(_OrderRows):
         status = _settle_status(status, times)
         return (parsed[0], *times, status, *rest, old[_O_ID], customer_pk)
 
-    async def _update_figures(self, db: _Db, new_ids: list[int], recompute: set[int]) -> None:
-        """Adds the batch's new orders (already written) to their customers' figures in two set
-        statements; customers whose stored orders changed, or whose new first / last purchase ties
-        with the stored one, are recomputed from all their orders instead."""
-        if new_ids:
-            fresh = _fresh_params(self.sql, new_ids)
-            recompute.update(row[0] for row in await db.fetch(self.ties_sql, fresh))
-            await db.execute(self.figures_sql, (*fresh * 3, *_excluded_params(self.sql, recompute)))
-        if recompute:
-            await db.refresh_figures(recompute)
-
 
 def _before_created(times: Sequence[Any]) -> RowError:
     for field, value in zip(ORDER_TIMES[1:], times[1:], strict=True):
@@ -705,76 +702,65 @@ class _ItemWrites:
         return changed
 
 
-_PURCHASE = "{o}.paid_at IS NOT NULL AND {o}.refunded_at IS NULL"
+_Ends = tuple[Any, ...]  # a customer's first purchase (time, cents), then last purchase (time, cents)
+_NO_PURCHASE: _Ends = (None, None, None, None)
+
+# One customer's running figures moved by new orders: counts and sums added, first / last as given.
+_FRESH_FIGURES_SQL = (
+    "UPDATE customer SET orders_count = orders_count + ?, purchases = purchases + ?, "
+    "total_spent_cents = total_spent_cents + ?, "
+    "max_payment_cents = CASE WHEN ? > max_payment_cents THEN ? ELSE max_payment_cents END, "
+    "first_purchase_at = ?, first_purchase_cents = ?, last_purchase_at = ?, last_purchase_cents = ? "
+    "WHERE id = ?"
+)
 
 
-def _fresh_params(sql: _Sql, new_ids: list[int]) -> tuple[Any, ...]:
-    """Parameters of the `{fresh}` predicate: the batch's new order ids (SQLite allocates a range)."""
-    return (new_ids,) if sql.pg else (new_ids[0], new_ids[-1])
+def _fresh_figures(
+    fresh: list[tuple[Any, ...]], ends: dict[int, _Ends], recompute: set[int]
+) -> list[tuple[Any, ...]]:
+    """_FRESH_FIGURES_SQL's parameters for the customers of the batch's new orders (ORDER_ROW tuples).
 
-
-def _excluded_params(sql: _Sql, pks: set[int]) -> tuple[Any, ...]:
-    return (sorted(pks),) if sql.pg else (json.dumps(sorted(pks)),)
-
-
-def _fresh_figures_sql(sql: _Sql) -> tuple[str, str]:
-    """The two statements of _Orders._update_figures, in the dialect's parameter style.
-
-    New orders are aggregated per customer (one pass over the batch's id range) and merged into the
-    stored figures exactly as compute_figures would over all orders in (created_at, id) order: the
-    first purchase is the earliest paid_at (tie: the earliest created, then lowest id), the last the
-    latest paid_at (tie: the latest created, then highest id). A new first / last equal to the stored
-    one is a tie with an order not in the batch: the ties statement lists those customers."""
-
-    def fresh(alias: str) -> str:
-        return f"{alias}.id = ANY(?)" if sql.pg else f"{alias}.id BETWEEN ? AND ?"
-
-    bought = _PURCHASE.format(o="o")
-    new = (
-        "SELECT o.customer_pk AS pk, count(*) AS cnt, "
-        f"count(CASE WHEN {bought} THEN 1 END) AS bought, "
-        f"coalesce(sum(CASE WHEN {bought} THEN o.amount_cents END), 0) AS spent, "
-        f"coalesce(max(CASE WHEN {bought} THEN o.amount_cents END), 0) AS largest, "
-        f"min(CASE WHEN {bought} THEN o.paid_at END) AS first_at, "
-        f"max(CASE WHEN {bought} THEN o.paid_at END) AS last_at "
-        f"FROM orders o WHERE {fresh('o')} GROUP BY o.customer_pk"
-    )
-    ties = (
-        f"SELECT n.pk FROM ({new}) n JOIN customer c ON c.id = n.pk "
-        "WHERE n.first_at = c.first_purchase_at OR n.last_at = c.last_purchase_at"
-    )
-    first_wins = (
-        "n.first_at IS NOT NULL AND (customer.first_purchase_at IS NULL "
-        "OR n.first_at < customer.first_purchase_at)"
-    )
-    last_wins = (
-        "n.last_at IS NOT NULL AND (customer.last_purchase_at IS NULL "
-        "OR n.last_at > customer.last_purchase_at)"
-    )
-
-    def amount_at(end: str, order: str) -> str:
-        return (
-            f"(SELECT f.amount_cents FROM orders f WHERE f.customer_pk = n.pk AND {fresh('f')} "
-            f"AND f.paid_at = n.{end}_at AND f.refunded_at IS NULL ORDER BY {order} LIMIT 1)"
-        )
-
-    excluded = "n.pk <> ALL(?)" if sql.pg else "n.pk NOT IN (SELECT value FROM json_each(?))"
-    update = (
-        "UPDATE customer SET "
-        "orders_count = customer.orders_count + n.cnt, "
-        "purchases = customer.purchases + n.bought, "
-        "total_spent_cents = customer.total_spent_cents + n.spent, "
-        "max_payment_cents = CASE WHEN n.largest > customer.max_payment_cents THEN n.largest "
-        "ELSE customer.max_payment_cents END, "
-        f"first_purchase_at = CASE WHEN {first_wins} THEN n.first_at ELSE customer.first_purchase_at END, "
-        f"first_purchase_cents = CASE WHEN {first_wins} THEN {amount_at('first', 'f.created_at, f.id')} "
-        "ELSE customer.first_purchase_cents END, "
-        f"last_purchase_at = CASE WHEN {last_wins} THEN n.last_at ELSE customer.last_purchase_at END, "
-        f"last_purchase_cents = CASE WHEN {last_wins} "
-        f"THEN {amount_at('last', 'f.created_at DESC, f.id DESC')} ELSE customer.last_purchase_cents END "
-        f"FROM ({new}) n WHERE customer.id = n.pk AND {excluded}"
-    )
-    return sql.numbered(ties), sql.numbered(update)
+    The new orders are merged into the stored figures as crm.figures.compute_figures counts over all
+    orders: a purchase is paid and not refunded; the first is the earliest paid_at (tie: the earliest
+    created, then lowest id), the last the latest paid_at (tie: the latest created, then highest id).
+    A new first / last at the same paid_at as the stored one is a tie with an order not in the batch
+    whose order is not known here: such customers join `recompute` instead.
+    """
+    moved: dict[int, list[Any]] = {}  # pk -> [orders, purchases, spent, largest, first, last]
+    for row in fresh:
+        pk = row[_O_CUSTOMER]
+        figures = moved.get(pk)
+        if figures is None:
+            figures = moved[pk] = [0, 0, 0, 0, None, None]
+        figures[0] += 1
+        paid = row[_O_PAID]
+        if paid is None or row[_O_REFUNDED] is not None:
+            continue
+        amount = row[_O_AMOUNT]
+        figures[1] += 1
+        figures[2] += amount
+        if amount > figures[3]:
+            figures[3] = amount
+        rank = (paid, row[_O_CREATED], row[_O_ID], amount)
+        if figures[4] is None or rank < figures[4]:
+            figures[4] = rank
+        if figures[5] is None or rank > figures[5]:
+            figures[5] = rank
+    params = []
+    for pk, (count, bought, spent, largest, first, last) in moved.items():
+        first_at, first_cents, last_at, last_cents = ends[pk]
+        if first is not None:
+            if first[0] == first_at or last[0] == last_at:
+                recompute.add(pk)
+            if first_at is None or first[0] < first_at:
+                first_at, first_cents = first[0], first[3]
+            if last_at is None or last[0] > last_at:
+                last_at, last_cents = last[0], last[3]
+        if pk not in recompute:
+            params.append(
+                (count, bought, spent, largest, largest, first_at, first_cents, last_at, last_cents, pk)
+            )
+    return params
 
 
 # ---------------------------------------------------------------------------------------------

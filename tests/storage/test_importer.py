@@ -479,24 +479,25 @@ async def test_a_failing_batch_leaves_nothing_half_written(
 ) -> None:
     lines = [f"O{i},C{i % 3},2024-05-01 10:0{i},2024-05-01 10:0{i},,,,1{i},,,,P{i}×1" for i in range(6)]
     source = write(tmp_path / "o.csv", ORDERS_HEADER + "\n" + "\n".join(lines) + "\n")
-    real = importer._Orders._update_figures
+    real = importer._fresh_figures
     calls = 0
 
-    async def fail_second_batch(self: Any, *args: Any) -> None:
+    def fail_second_batch(*args: Any) -> list[tuple[Any, ...]]:
+        # Fails once the batch's orders and items are written, before its figures are.
         nonlocal calls
         calls += 1
         if calls == 2:
             raise RuntimeError("disk on fire")
-        await real(self, *args)
+        return real(*args)
 
-    monkeypatch.setattr(importer._Orders, "_update_figures", fail_second_batch)
+    monkeypatch.setattr(importer, "_fresh_figures", fail_second_batch)
     with pytest.raises(RuntimeError):
         await import_file(engine=engine, kind="orders", path=source, batch_size=3)
     assert sorted(o.order_no for o in await rows(engine, select(Order))) == ["O0", "O1", "O2"]
     assert await count(engine, OrderItem) == 3 and await count(engine, Product) == 3
     assert await count(engine, Customer) == 3
     await assert_figures_consistent(engine)
-    monkeypatch.setattr(importer._Orders, "_update_figures", real)
+    monkeypatch.setattr(importer, "_fresh_figures", real)
     done = await import_file(engine=engine, kind="orders", path=source, batch_size=3)
     assert (done.unchanged, done.inserted) == (3, 3)
     await assert_figures_consistent(engine)
