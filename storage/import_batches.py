@@ -14,21 +14,23 @@ cells, writes it out with the rows that failed to parse, in line order, once the
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import queue
+import os
 import signal
+import socket
+import subprocess
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from storage.columns import FileRejected
 from storage.import_files import ErrorFile, RowSource
 from storage.import_values import RowError
 
-# Rows a parser keeps in flight at most: the batch being written, one waiting, one being parsed.
-_UNSETTLED_MAX = 2
 # Survivors of young collections that trigger one (with the automatic collector off while importing).
 _YOUNG_GARBAGE = 200_000
 
@@ -160,31 +162,36 @@ def collect_young_garbage() -> None:
 # ---------------------------------------------------------------------------------------------
 # The parser process.
 
-_BATCH, _END, _REJECTED, _CRASHED, _CLOSED = "batch", "end", "rejected", "crashed", "closed"
-_ACK, _ABORT = "ack", "abort"
+_BATCH, _END, _REJECTED, _CRASHED, _CLOSED, _ABORT = "batch", "end", "rejected", "crashed", "closed", "abort"
+_CHILD = "import sys, storage.import_batches as m; m.run_parser_process(int(sys.argv[1]))"
 
 
 class ParserProcess:
     """A BatchParser in a child process, seen through the same calls.
 
-    `target(*args, out, acks)` runs in the child (spawned: no state of this process is inherited) and
-    must call `serve_batches` with its BatchParser. Parsed batches come over a queue holding one at
-    a time, so the child parses the next batch while this process writes the current one.
+    The child is a fresh interpreter (nothing of this process is inherited, and nothing of it, such as
+    the caller's main module, is re-run there). `target(*args, conn)` runs in it and must call
+    `serve_batches` with its BatchParser. Messages alternate so that neither side can block the
+    other: the child sends a batch, then waits for the settlement of the one before it; this side
+    receives a batch, then sends that settlement. The child parses a batch while this side writes the
+    one before.
     """
 
     def __init__(self, target: Callable[..., None], *args: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._out: Any = context.Queue(maxsize=1)
-        self._acks: Any = context.Queue()
-        self._process = context.Process(
-            target=target, args=(*args, self._out, self._acks), name="touchpoint-import-parser", daemon=True
-        )
-        self._process.start()
+        mine, theirs = socket.socketpair()
+        with mine, theirs:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(theirs.fileno())], pass_fds=(theirs.fileno(),), env=env
+            )
+            self._conn = Connection(os.dup(mine.fileno()))
+        self._owed: list[WriteFailure] | None = None  # the settlement of the last batch received
         self._used: bool | None = None
+        self._conn.send((target, args))
 
     def batches(self) -> Iterator[Batch]:
         while True:
-            kind, payload = self._next()
+            kind, payload = self._receive()
             if kind == _BATCH:
                 yield payload
             elif kind == _END:
@@ -195,67 +202,85 @@ class ParserProcess:
                 raise RuntimeError(f"the import's parser process failed:\n{payload}")
 
     def settle(self, failures: Sequence[WriteFailure]) -> None:
-        self._acks.put((_ACK, list(failures)))
+        self._owed = list(failures)  # sent once the next message is in: see the class docstring
 
     def abandon(self) -> None:
-        self._acks.put((_ABORT, None))
+        self._owed = None
+        with suppress(OSError):  # it may have finished and gone already
+            self._conn.send((_ABORT, None))
 
     def close(self) -> bool:
         """Waits for the child's last word (batches still coming are dropped: this side stopped)."""
         try:
             while self._used is None:
-                kind, payload = self._next()
-                if kind == _CLOSED:
-                    self._used = payload
+                self._receive()
             return self._used
         finally:
-            self._process.join(timeout=5)
-            if self._process.is_alive():
+            self._conn.close()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-            self._out.close()
-            self._acks.close()
+                self._process.wait()
 
-    def _next(self) -> tuple[str, Any]:
-        while True:
-            try:
-                return self._out.get(timeout=0.5)
-            except queue.Empty:
-                if not self._process.is_alive():
-                    raise RuntimeError(
-                        f"the import's parser process stopped (exit code {self._process.exitcode})"
-                    ) from None
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the import's parser process stopped (exit code {self._process.wait()})"
+            ) from None
+        if self._owed is not None:
+            self._conn.send((_BATCH, self._owed))
+            self._owed = None
+        if kind == _CLOSED:
+            self._used = payload
+        return kind, payload
 
 
-def serve_batches(parser: BatchParser, out: Any, acks: Any) -> None:
-    """The parser process's loop: batches out, acknowledgements (write failures) in, one per batch."""
+class _Aborted(Exception):
+    """The importing process stopped; the parser stops too."""
+
+
+def run_parser_process(fd: int) -> None:
+    """The child's entry point: the first message names the function to run, and its arguments."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
-    aborted = False
+    conn = Connection(fd)
+    try:
+        target, args = conn.recv()
+        target(*args, conn)
+    except EOFError:  # the importing process is gone
+        pass
+    finally:
+        conn.close()
 
-    def settle_acks(*, keep: int) -> None:
-        """Settles acknowledged batches; waits for acknowledgements while more than `keep` are open."""
-        nonlocal aborted
-        while parser.unsettled and not aborted:
-            try:
-                kind, failures = acks.get(block=parser.unsettled > keep)
-            except queue.Empty:
-                return
-            if kind == _ABORT:
-                aborted = True
-            else:
-                parser.settle(failures)
+
+def serve_batches(parser: BatchParser, conn: Connection) -> None:
+    """The parser process's loop: each message out is followed by the settlement of the batch before."""
+    owed = False
+
+    def hand(kind: str, payload: Any) -> None:
+        nonlocal owed
+        conn.send((kind, payload))
+        if owed:
+            reply, failures = conn.recv()
+            if reply == _ABORT:
+                raise _Aborted
+            parser.settle(failures)
+        owed = kind == _BATCH
 
     try:
-        for batch in parser.batches():
-            out.put((_BATCH, batch))
-            settle_acks(keep=_UNSETTLED_MAX)
-            if aborted:
-                break
-        else:
-            out.put((_END, None))
-    except FileRejected as exc:
-        out.put((_REJECTED, str(exc)))
-    except Exception:  # whatever it is, the importing process must hear of it
-        out.put((_CRASHED, traceback.format_exc()))
-    settle_acks(keep=0)
-    parser.abandon()
-    out.put((_CLOSED, parser.close()))
+        try:
+            for batch in parser.batches():
+                hand(_BATCH, batch)
+            hand(_END, None)
+        except FileRejected as exc:
+            hand(_REJECTED, str(exc))
+        except _Aborted:
+            raise
+        except Exception:  # whatever it is, the importing process must hear of it
+            hand(_CRASHED, traceback.format_exc())
+    except _Aborted:
+        pass
+    parser.abandon()  # rows that failed to parse in batches never settled
+    conn.send((_CLOSED, parser.close()))

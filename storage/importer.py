@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from multiprocessing import connection as mp_connection
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -104,6 +105,22 @@ T = TypeVar("T")
 _customer: Table = Customer.__table__  # type: ignore[attr-defined]
 _orders: Table = Order.__table__  # type: ignore[attr-defined]
 _product: Table = Product.__table__  # type: ignore[attr-defined]
+
+# The customer indexes on running figures (shop statistics read them). Each customer a batch's new
+# orders move rewrites three entries in them: ~15 % of writing a large orders file. A bulk orders
+# import into SQLite drops them and builds them once at its end, as bulk loaders do; should it be
+# killed before, the next import and storage.migrate.upgrade build them.
+FIGURE_INDEXES = tuple(
+    index
+    for index in _customer.indexes
+    if index.name
+    in ("ix_customer_purchases", "ix_customer_total_spent_cents", "ix_customer_last_purchase_at")
+)
+
+
+def restore_figure_indexes(conn: Connection) -> None:
+    for index in FIGURE_INDEXES:
+        index.create(conn, checkfirst=True)
 
 
 @dataclass(slots=True)
@@ -726,40 +743,56 @@ def _fresh_figures(
     A new first / last at the same paid_at as the stored one is a tie with an order not in the batch
     whose order is not known here: such customers join `recompute` instead.
     """
-    moved: dict[int, list[Any]] = {}  # pk -> [orders, purchases, spent, largest, first, last]
+    alone: dict[int, tuple[Any, ...]] = {}  # customers with one new order (most): pk -> it
+    several: dict[int, list[tuple[Any, ...]]] = {}
     for row in fresh:
         pk = row[_O_CUSTOMER]
-        figures = moved.get(pk)
-        if figures is None:
-            figures = moved[pk] = [0, 0, 0, 0, None, None]
-        figures[0] += 1
+        if pk in several:
+            several[pk].append(row)
+        elif pk in alone:
+            several[pk] = [alone.pop(pk), row]
+        else:
+            alone[pk] = row
+    params = []
+    for pk, row in alone.items():
+        if pk in recompute:
+            continue
+        first_at, first_cents, last_at, last_cents = ends[pk]
         paid = row[_O_PAID]
         if paid is None or row[_O_REFUNDED] is not None:
+            params.append((1, 0, 0, 0, 0, first_at, first_cents, last_at, last_cents, pk))
+            continue
+        if paid in (first_at, last_at):
+            recompute.add(pk)
             continue
         amount = row[_O_AMOUNT]
-        figures[1] += 1
-        figures[2] += amount
-        if amount > figures[3]:
-            figures[3] = amount
-        rank = (paid, row[_O_CREATED], row[_O_ID], amount)
-        if figures[4] is None or rank < figures[4]:
-            figures[4] = rank
-        if figures[5] is None or rank > figures[5]:
-            figures[5] = rank
-    params = []
-    for pk, (count, bought, spent, largest, first, last) in moved.items():
+        if first_at is None or paid < first_at:
+            first_at, first_cents = paid, amount
+        if last_at is None or paid > last_at:
+            last_at, last_cents = paid, amount
+        params.append((1, 1, amount, amount, amount, first_at, first_cents, last_at, last_cents, pk))
+    for pk, rows in several.items():
+        if pk in recompute:
+            continue
         first_at, first_cents, last_at, last_cents = ends[pk]
-        if first is not None:
+        bought = sorted(
+            (row[_O_PAID], row[_O_CREATED], row[_O_ID], row[_O_AMOUNT])
+            for row in rows
+            if row[_O_PAID] is not None and row[_O_REFUNDED] is None
+        )
+        amounts = [rank[3] for rank in bought]
+        largest = max(amounts, default=0)
+        if bought:
+            first, last = bought[0], bought[-1]
             if first[0] == first_at or last[0] == last_at:
                 recompute.add(pk)
+                continue
             if first_at is None or first[0] < first_at:
                 first_at, first_cents = first[0], first[3]
             if last_at is None or last[0] > last_at:
                 last_at, last_cents = last[0], last[3]
-        if pk not in recompute:
-            params.append(
-                (count, bought, spent, largest, largest, first_at, first_cents, last_at, last_cents, pk)
-            )
+        row_params = (len(rows), len(bought), sum(amounts), largest, largest)
+        params.append((*row_params, first_at, first_cents, last_at, last_cents, pk))
     return params
 
 
@@ -809,7 +842,8 @@ async def import_file(
             source = job.parser(table, handler.parse)
         with _young_garbage_only():
             try:
-                async with _open_writer(engine, handler) as writer:
+                bulk = kind == "orders" and parse_in_process
+                async with _open_writer(engine, handler, bulk=bulk) as writer:
                     await _run(source, writer, summary, progress)
             except BaseException:
                 source.abandon()
@@ -843,13 +877,13 @@ class _ParseJob:
         return BatchParser(table, parse, errors, self.batch_size, keep_cells=self.kind == "orders")
 
 
-def _serve_parser(job: _ParseJob, out: Any, acks: Any) -> None:
+def _serve_parser(job: _ParseJob, conn: mp_connection.Connection) -> None:
     """The parser process: parses job's file into batches for the importing process."""
     gc.disable()  # as in the importing process (_young_garbage_only); BatchParser collects
     with open_table(job.path) as table:
         fields = resolve_header(job.kind, table.header)
         rows = _ROWS[job.kind](fields, len(table.header), TimeParser(job.zone))
-        serve_batches(job.parser(table, rows.parse), out, acks)
+        serve_batches(job.parser(table, rows.parse), conn)
 
 
 @contextmanager
@@ -922,10 +956,14 @@ class _Writer:
 
 
 @asynccontextmanager
-async def _open_writer(engine: AsyncEngine, handler: _Customers | _Orders) -> AsyncIterator[_Writer]:
+async def _open_writer(
+    engine: AsyncEngine, handler: _Customers | _Orders, *, bulk: bool
+) -> AsyncIterator[_Writer]:
+    """bulk: a large orders file; into SQLite, it is written without the figure indexes (see
+    FIGURE_INDEXES), which are built again at its end."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        threaded = _ThreadWriter(url.set(drivername="sqlite"), handler)
+        threaded = _ThreadWriter(url.set(drivername="sqlite"), handler, bulk=bulk)
         try:
             yield threaded
         finally:
@@ -950,9 +988,9 @@ class _ThreadWriter(_Writer):
     The connection is opened, used and closed in the worker thread only, and never pooled: it runs
     without foreign key checks (see _bulk_mode)."""
 
-    def __init__(self, url: URL, handler: _Customers | _Orders) -> None:
+    def __init__(self, url: URL, handler: _Customers | _Orders, *, bulk: bool) -> None:
         super().__init__()
-        self._handler = handler
+        self._handler, self._bulk = handler, bulk
         self._engine = sa_create_engine(url, poolclass=NullPool)
         event.listen(self._engine, "connect", _bulk_pragmas)
         self._conn: Connection | None = None
@@ -966,14 +1004,24 @@ class _ThreadWriter(_Writer):
             return batch and (batch, (ImportSummary(), []))
         if self._conn is None:
             self._conn = self._engine.connect()
+            with self._conn.begin():
+                for index in FIGURE_INDEXES if self._bulk else ():
+                    index.drop(self._conn, checkfirst=True)
         with self._conn.begin():
             db = _ThreadDb(self._conn, self._handler.sql)
             return batch, _finish(_write_rows(db, self._handler, batch.rows))
 
     def close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._engine.dispose()
+        """Builds the figure indexes again (also when the import failed), then closes."""
+        try:
+            if self._conn is not None:
+                if self._conn.in_transaction():
+                    self._conn.rollback()
+                with self._conn.begin():
+                    restore_figure_indexes(self._conn)
+                self._conn.close()
+        finally:
+            self._engine.dispose()
 
 
 def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -985,6 +1033,10 @@ def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
         "busy_timeout=10000",
         "foreign_keys=OFF",
         f"cache_size={BULK_CACHE_KIB}",
+        # Checkpoint after ~200 MB of log rather than 4 MB: a page rewritten by many batches is copied
+        # back once per checkpoint, not once per batch; the log is cut back to 64 MB after each.
+        "wal_autocheckpoint=50000",
+        "journal_size_limit=67108864",
     ):
         dbapi_conn.execute(f"PRAGMA {pragma}")
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.pool import NullPool
 
 from storage.db import ensure_sqlite_dir
 
@@ -23,6 +25,24 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     ensure_sqlite_dir(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    if revision == "head":
+        _restore_bulk_import_indexes(database_url)
+
+
+def _restore_bulk_import_indexes(database_url: str) -> None:
+    """Indexes a bulk import into SQLite drops while it runs (storage.importer.FIGURE_INDEXES), built
+    again in case one was killed before its end."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    from storage.importer import restore_figure_indexes  # the importer is heavy; only SQLite needs it
+
+    engine = create_engine(url.set(drivername="sqlite"), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            restore_figure_indexes(conn)
+    finally:
+        engine.dispose()
 
 
 async def upgrade_async(database_url: str) -> None:
