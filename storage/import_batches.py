@@ -52,7 +52,7 @@ class _Unsettled:
     """A batch handed out and not yet settled: its bad rows and every row's cells, by line."""
 
     failed: list[tuple[int, str, list[str]]] = field(default_factory=list)
-    cells: dict[int, list[str]] = field(default_factory=dict)
+    cells: dict[int, str | list[str]] = field(default_factory=dict)  # see _compact
 
 
 class Batches(Protocol):
@@ -120,7 +120,7 @@ class BatchParser:
             batch.rows.append(parsed)
             keys.add(parsed[0])
             if keep:
-                state.cells[line] = row
+                state.cells[line] = _compact(row)
         yield self._hand_out(batch, state, read)
 
     def _hand_out(self, batch: Batch, state: _Unsettled, read: int) -> Batch:
@@ -136,7 +136,7 @@ class BatchParser:
     def settle(self, failures: Sequence[WriteFailure]) -> None:
         """The oldest batch handed out is written: its bad rows go to the error file, in line order."""
         state = self._unsettled.popleft()
-        failed = state.failed + [(line, reason, state.cells[line]) for line, reason in failures]
+        failed = state.failed + [(line, reason, _cells(state.cells[line])) for line, reason in failures]
         for line, reason, row in sorted(failed, key=lambda bad: bad[0]):
             self._errors.add(line, reason, row)
 
@@ -149,6 +149,20 @@ class BatchParser:
         """Closes the error file; True when it holds at least one row."""
         self._errors.close()
         return self._errors.used
+
+
+_CELL_SEPARATOR = "\x1f"  # ASCII unit separator
+
+
+def _compact(row: list[str]) -> str | list[str]:
+    """A row's cells as one string (a third of the memory of the list), unless a cell holds the
+    separator; _cells undoes it."""
+    joined = _CELL_SEPARATOR.join(row)
+    return joined if joined.count(_CELL_SEPARATOR) == len(row) - 1 else row
+
+
+def _cells(kept: str | list[str]) -> list[str]:
+    return kept.split(_CELL_SEPARATOR) if isinstance(kept, str) else kept
 
 
 def collect_young_garbage() -> None:
@@ -273,6 +287,7 @@ def serve_batches(parser: BatchParser, conn: Connection) -> None:
         try:
             for batch in parser.batches():
                 hand(_BATCH, batch)
+                del batch  # not kept alive while the next one is parsed
             hand(_END, None)
         except FileRejected as exc:
             hand(_REJECTED, str(exc))
