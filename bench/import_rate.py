@@ -7,8 +7,9 @@ Generates a demo shop (storage.demo) with about that many orders, then measures:
       the importer does; the same into a bare table without keys is printed for reference;
   (b) ours: storage.importer.import_file into a freshly migrated database, in a subprocess so that
       its peak RSS is its own (customers are imported first, as a shop would, and timed apart).
-Prints rows/s for both, the ratio (bar >= 0.5) and the peak RSS (bar <= 300 MB); exits 1 when a
-bar is missed.
+Prints rows/s for both, the ratio (bar >= 0.5) and the peak RSS (bar <= 300 MB): the importing
+process's plus its parser process's (large files are parsed there), both peaks counted in full;
+exits 1 when a bar is missed.
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ def child(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> N
 
     result = asyncio.run(run())
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # The parser process (storage.import_batches.ParserProcess), waited for: its own peak.
+    result["parser_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(result))
 
 
@@ -162,13 +165,16 @@ def main() -> int:
         customers = f"{got['customers_rows']:,.0f} rows at {got['customers_rate']:,.0f} rows/s"
         print(f"          (customers first: {customers})")
     ratio = got["orders_rate"] / base
-    rss = got["peak_rss_mb"]
+    rss = got["peak_rss_mb"] + got["parser_rss_mb"]  # both peaks, as if they were at once
     ratio_ok, rss_ok = ratio >= RATIO_BAR, rss <= RSS_BAR_MB
     print(
         f"ratio     {ratio:.2f}  (bar >= {RATIO_BAR})  {'ok' if ratio_ok else 'MISSED'}"
         f"   (to the bare table: {got['orders_rate'] / bare:.2f})"
     )
-    print(f"peak RSS  {rss:.0f} MB  (bar <= {RSS_BAR_MB:.0f} MB)  {'ok' if rss_ok else 'MISSED'}")
+    print(
+        f"peak RSS  {rss:.0f} MB  (bar <= {RSS_BAR_MB:.0f} MB)  {'ok' if rss_ok else 'MISSED'}"
+        f"   (importing process {got['peak_rss_mb']:.0f} + parser process {got['parser_rss_mb']:.0f})"
+    )
     return 0 if ratio_ok and rss_ok else 1
 
 
