@@ -14,13 +14,15 @@ How it behaves:
 - Times without an offset are in the team's zone (`zone`) and are stored as UTC.
 
 Speed: per-row work is plain Python on strings (cached zone conversion, integer cents, prebuilt
-column getters); writes are driver-level executemany through the SQLAlchemy connection (SQL built
-with the dialect's insert().on_conflict_do_update()), so the same code runs on SQLite and PostgreSQL.
+column getters); a large file is parsed in a parser process (storage.import_batches) while this one
+writes. Writes are driver-level executemany through the SQLAlchemy connection (SQL built with the
+dialect's insert().on_conflict_do_update()), so the same code runs on SQLite and PostgreSQL.
 Row ids are allocated up front (SQLite: under BEGIN IMMEDIATE; PostgreSQL: nextval), so order items
-need no read-back of the orders just written. A customer's figures move incrementally when only new
-orders arrive (one aggregate over the batch's new orders and one UPDATE … FROM, in SQL), and are
-recomputed from the orders (storage.figures) when a stored order changed.
-On SQLite the importing connection runs without per-row foreign key checks (see _bulk_mode).
+need no read-back of the orders just written. A customer's figures move by parameters computed from
+the batch's new orders (one UPDATE per customer), and are recomputed from the orders
+(storage.figures) when a stored order changed. On SQLite the importing connection runs without
+per-row foreign key checks (see _bulk_mode), and a bulk orders import without the figure indexes
+(FIGURE_INDEXES).
 """
 
 from __future__ import annotations
