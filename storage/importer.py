@@ -448,6 +448,7 @@ _ORDER_LIMITS = {
     name: max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
 }
 _EXTERNAL_ID_MAX = max_len(_customer, "external_id")
+_WORDS_LIMIT = 10_000
 _STATUS_AS_IS = {status: status for status in ("created", "paid", "shipped", "signed", "closed", "refunded")}
 
 
@@ -468,6 +469,9 @@ class _OrderRows:
         names = ("order_id", "customer_id", *ORDER_TIMES, "status", "amount", "source", "carrier",
                  "tracking_no", "province", "items")  # fmt: skip
         self.pick = itemgetter(*(fields.get(name, width) for name in names))
+        # One object per distinct source / carrier / province: a batch sent from the parser process
+        # then carries each once (pickle refers back to it), and the importing process builds less.
+        self.words: dict[str | None, str | None] = {}
 
     # -- parsing: the hot loop; the common case inline, the rest in helpers ------------------
 
@@ -508,15 +512,21 @@ class _OrderRows:
         source = source.strip()
         if source in FLASH_SALE_NAMES or source.casefold() in FLASH_SALE_NAMES:
             source = FLASH_SALE
+        source = bounded_text(source, "source", limits["source"])
+        carrier = bounded_text(carrier, "carrier", limits["carrier"])
+        province = bounded_text(province, "province", limits["province"])
+        words = self.words
+        if len(words) > _WORDS_LIMIT:
+            words.clear()
         return (
             order_no,
             *times,
             settled,
             parse_amount(amount),
-            bounded_text(source, "source", limits["source"]),
-            bounded_text(carrier, "carrier", limits["carrier"]),
+            words.setdefault(source, source),
+            words.setdefault(carrier, carrier),
             tracking or None,
-            bounded_text(province, "province", limits["province"]),
+            words.setdefault(province, province),
             ext,
             given is not None,
             refund_inferred,
@@ -570,30 +580,34 @@ class _Orders(_OrderRows):
         stored = await db.fetch_in(self.select_sql, "order_no", [p[0] for p in batch])
         existing = {row[0]: tuple(row) for row in stored}
         stored_items = await self._stored_items(db, [row[_O_ID] for row in existing.values()])
-        ids = iter(await db.allocate_ids("orders", len(batch) - len(existing)))
+        new = [p for p in batch if p[0] not in existing] if existing else batch
+        ids = await db.allocate_ids("orders", len(new))
         products = await self._resolve_products(db, batch)
-        pg = self.sql.pg
 
-        fresh: list[tuple[Any, ...]] = []  # the batch's new orders
-        writes: list[tuple[Any, ...]] = []
+        # New orders, the bulk of a large file: built by comprehensions, no per-row branching.
+        if self.sql.pg:
+            fresh = [
+                (p[0], *map(_pg_time, p[1:7]), *p[7:13], i, pks[p[_P_EXT]])
+                for p, i in zip(new, ids, strict=True)
+            ]
+        else:
+            fresh = [(*p[:13], i, pks[p[_P_EXT]]) for p, i in zip(new, ids, strict=True)]
         items = _ItemWrites()
+        items.writes = [
+            (row[_O_ID], products[name], row[_O_CUSTOMER], qty)
+            for p, row in zip(new, fresh, strict=True)
+            if p[_P_ITEMS]
+            for name, qty in p[_P_ITEMS].items()
+        ]
+        summary.inserted += len(fresh)
+
+        writes: list[tuple[Any, ...]] = []
         recompute: set[int] = set()
-        for parsed in batch:
-            customer_pk = pks[parsed[_P_EXT]]
+        for parsed in batch if existing else ():
             old = existing.get(parsed[0])
             if old is None:
-                order_pk = next(ids)
-                if pg:
-                    row = (parsed[0], *map(_pg_time, parsed[1:7]), *parsed[7:13], order_pk, customer_pk)
-                else:
-                    row = (*parsed[:13], order_pk, customer_pk)
-                fresh.append(row)
-                if parsed[_P_ITEMS]:
-                    items.writes += [
-                        (order_pk, products[name], customer_pk, qty) for name, qty in parsed[_P_ITEMS].items()
-                    ]
-                summary.inserted += 1
                 continue
+            customer_pk = pks[parsed[_P_EXT]]
             try:
                 row = self._merge(parsed, customer_pk, old)
             except RowError as exc:
