@@ -161,8 +161,10 @@ def _card_query() -> CompoundSelect:
     quantity = func.sum(OrderItem.quantity)
     products = (
         row("product", col(Product.name), quantity, no_text, no_time, no_text)
+        .select_from(Order)
+        .join(OrderItem, col(OrderItem.order_pk) == Order.id)
         .join(Product, col(Product.id) == OrderItem.product_pk)
-        .where(OrderItem.customer_pk == _CUSTOMER)
+        .where(Order.customer_pk == _CUSTOMER)
         .group_by(Product.name)
         .order_by(quantity.desc(), Product.name)
         .limit(TOP_PRODUCTS)

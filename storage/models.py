@@ -93,7 +93,8 @@ class OrderItem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     order_pk: int = Field(foreign_key="orders.id")  # uq_order_item's leading column indexes it
     product_pk: int = Field(foreign_key="product.id")
-    customer_pk: int = Field(foreign_key="customer.id", index=True)
+    # Kept with the order's customer; a customer's items are read through their orders (no index).
+    customer_pk: int = Field(foreign_key="customer.id")
     quantity: int = 1
 
 
