@@ -10,14 +10,10 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table
-
-from storage.models import Product
+from storage import lengths
 
 MAX_CENTS = 2_147_483_647  # orders.amount_cents is a 32-bit integer on PostgreSQL
 MAX_QUANTITY = 100_000
-
-_product: Table = Product.__table__  # type: ignore[attr-defined]
 
 
 class RowError(ValueError):
@@ -26,10 +22,6 @@ class RowError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def max_len(table: Table, column: str) -> int:
-    return int(table.c[column].type.length)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +162,7 @@ def _parse_amount_slow(text: str) -> int:
 
 
 _QUANTITY_TAIL = re.compile(r"(.*?)\s*[xX*＊✕]\s*(\d+)", re.DOTALL)
-_PRODUCT_NAME_MAX = max_len(_product, "name")
+_PRODUCT_NAME_MAX = lengths.PRODUCT_NAME
 
 
 _ITEM_PARTS: dict[str, tuple[str, int] | None] = {}  # raw part -> (name, quantity); None: blank

@@ -36,8 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from multiprocessing import connection as mp_connection
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -49,34 +47,38 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from crm.lookup import normalize_phone
-from crm.sending import zone_name
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
 from storage.db import insert_for
 from storage.figures import refresh_figures
 from storage.import_batches import (
     Batch,
     Batches,
-    BatchParser,
     ParserProcess,
     WriteFailure,
     collect_young_garbage,
-    serve_batches,
 )
-from storage.import_files import ErrorFile, RowSource, open_table, sniff_encoding
+from storage.import_files import open_table, sniff_encoding
+from storage.import_rows import (
+    CUSTOMER_FIELDS,
+    ORDER_TIMES,
+    P_EXT,
+    P_ITEMS,
+    P_LINE,
+    P_REFUND_INFERRED,
+    P_STATUS_GIVEN,
+    CustomerRows,
+    OrderRows,
+    ParseJob,
+    before_created,
+    serve_parser,
+    settle_status,
+)
 from storage.import_values import (
-    FLASH_SALE,
-    FLASH_SALE_NAMES,
     RowError,
     TimeParser,
-    bounded_text,
     derive_status,
-    identifier,
-    max_len,
     parse_amount,
-    parse_gender,
     parse_items,
-    parse_status,
     utc_text,
 )
 from storage.models import Customer, Order, Product
@@ -333,66 +335,12 @@ _COUNTER_ZEROS = _zeros(
 # ---------------------------------------------------------------------------------------------
 # Customers.
 
-CUSTOMER_FIELDS = (
-    "nickname",
-    "name",
-    "phone",
-    "email",
-    "gender",
-    "province",
-    "city",
-    "birthday",
-    "created_at",
-)
 # A customer write, in the model's column order: external_id, the fields, id, zone, updated_at. A parsed
 # row ends with the zone, the field added last.
 _CUSTOMER_WRITE = ("external_id", *CUSTOMER_FIELDS, "id", "zone", "updated_at")
-_CUSTOMER_LIMITS = {name: max_len(_customer, name) for name in ("external_id", *CUSTOMER_FIELDS[:7])}
 
 
-class _CustomerRows:
-    """Parses customer rows (in the importing process or in the parser process)."""
-
-    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser) -> None:
-        self.time = parse_time
-        # Every row gets one extra "" cell at index `width`: absent columns read that.
-        self.pick = itemgetter(
-            *(fields.get(name, width) for name in ("customer_id", *CUSTOMER_FIELDS, "zone"))
-        )
-
-    def parse(self, row: list[str], line: int) -> tuple[Any, ...]:
-        ext, nickname, name, phone, email, gender, province, city, birthday, created, zone = self.pick(row)
-        limits = _CUSTOMER_LIMITS
-        phone, gender = phone.strip(), gender.strip()
-        normal_phone = None
-        if phone:
-            normal_phone = normalize_phone(phone)
-            if normal_phone is None:
-                raise RowError(f"implausible phone: {phone!r}")
-        try:
-            created_at = self.time(created.strip())
-        except RowError as exc:
-            raise RowError(f"created_at: {exc.reason}") from None
-        try:
-            zone_text = zone_name(zone) if zone else None
-        except ValueError as exc:
-            raise RowError(f"zone: {exc}") from None
-        return (
-            identifier(ext, "customer_id", limits["external_id"]),
-            bounded_text(nickname, "nickname", limits["nickname"]),
-            bounded_text(name, "name", limits["name"]),
-            normal_phone,
-            bounded_text(email, "email", limits["email"]),
-            parse_gender(gender) if gender else None,
-            bounded_text(province, "province", limits["province"]),
-            bounded_text(city, "city", limits["city"]),
-            self.time.date(birthday.strip()),
-            created_at,
-            zone_text,
-        )
-
-
-class _Customers(_CustomerRows):
+class _Customers(CustomerRows):
     """Customer rows, and the writing of batches of them."""
 
     def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
@@ -441,7 +389,6 @@ class _Customers(_CustomerRows):
 # ---------------------------------------------------------------------------------------------
 # Orders.
 
-ORDER_TIMES = ("created_at", "paid_at", "shipped_at", "signed_at", "closed_at", "refunded_at")
 # A stored order row, in table order (the upsert's parameters and the SELECT of stored orders).
 ORDER_ROW = (
     "order_no", *ORDER_TIMES, "status", "amount_cents", "source", "carrier", "tracking_no", "province", "id",
@@ -453,112 +400,9 @@ _O_CREATED, _O_PAID, _O_REFUNDED, _O_STATUS, _O_AMOUNT, _O_ID, _O_CUSTOMER = (
 )
 # Fields whose change moves a customer's figures.
 _FIGURE_INPUTS = (_O_CUSTOMER, _O_CREATED, _O_PAID, _O_REFUNDED, _O_AMOUNT)
-# A parsed order starts like ORDER_ROW (order_no … province, status given or derived, refunded_at
-# given or inferred), then: customer external id, flags (status given, refunded_at inferred),
-# items (None: cell empty), line.
-_P_EXT, _P_STATUS_GIVEN, _P_REFUND_INFERRED, _P_ITEMS, _P_LINE = 13, 14, 15, 16, 17
-_ORDER_LIMITS = {
-    name: max_len(_orders, name) for name in ("order_no", "source", "carrier", "tracking_no", "province")
-}
-_EXTERNAL_ID_MAX = max_len(_customer, "external_id")
-_WORDS_LIMIT = 10_000
-_STATUS_AS_IS = {status: status for status in ("created", "paid", "shipped", "signed", "closed", "refunded")}
 
 
-def _settle_status(status: str | None, times: list[Any]) -> str:
-    """The given status, or the one the timestamps reach; a refund with no time gets one (in place)."""
-    status = status or derive_status(*times[1:])
-    if status == "refunded" and times[5] is None:
-        # Refunded with no refund time: the closing time, else the latest step the order reached.
-        times[5] = times[4] or max(t for t in times[:4] if t is not None)
-    return status
-
-
-class _OrderRows:
-    """Parses order rows (in the importing process or in the parser process)."""
-
-    def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser) -> None:
-        self.time = parse_time
-        names = ("order_id", "customer_id", *ORDER_TIMES, "status", "amount", "source", "carrier",
-                 "tracking_no", "province", "items")  # fmt: skip
-        self.pick = itemgetter(*(fields.get(name, width) for name in names))
-        # One object per distinct source / carrier / province: a batch sent from the parser process
-        # then carries each once (pickle refers back to it), and the importing process builds less.
-        self.words: dict[str | None, str | None] = {}
-
-    # -- parsing: the hot loop; the common case inline, the rest in helpers ------------------
-
-    def parse(self, row: list[str], line: int) -> tuple[Any, ...]:
-        (order_no, ext, created, paid, shipped, signed, closed, refunded, status, amount, source, carrier,
-         tracking, province, items) = self.pick(row)  # fmt: skip
-        when = self.time
-        try:
-            times = [
-                when(created),
-                when(paid) if paid else None,
-                when(shipped) if shipped else None,
-                when(signed) if signed else None,
-                when(closed) if closed else None,
-                when(refunded) if refunded else None,
-            ]
-        except RowError:
-            raise self._time_error(row) from None
-        created_at = times[0]
-        if created_at is None:
-            raise RowError("missing created_at")
-        for value in times:
-            if value is not None and value < created_at:
-                raise _before_created(times)
-        given = _STATUS_AS_IS.get(status) or (parse_status(status) if status.strip() else None)
-        refund_inferred = times[5] is None
-        settled = _settle_status(given, times)
-        refund_inferred = refund_inferred and times[5] is not None
-
-        limits = _ORDER_LIMITS
-        order_no, ext, tracking = order_no.strip(), ext.strip(), tracking.strip()
-        if not order_no or order_no[0] in "='" or len(order_no) > limits["order_no"]:
-            order_no = identifier(order_no, "order_id", limits["order_no"])
-        if not ext or ext[0] in "='" or len(ext) > _EXTERNAL_ID_MAX:
-            ext = identifier(ext, "customer_id", _EXTERNAL_ID_MAX)
-        if tracking and (tracking[0] in "='" or len(tracking) > limits["tracking_no"]):
-            tracking = identifier(tracking, "tracking_no", limits["tracking_no"])
-        source = source.strip()
-        if source in FLASH_SALE_NAMES or source.casefold() in FLASH_SALE_NAMES:
-            source = FLASH_SALE
-        source = bounded_text(source, "source", limits["source"])
-        carrier = bounded_text(carrier, "carrier", limits["carrier"])
-        province = bounded_text(province, "province", limits["province"])
-        words = self.words
-        if len(words) > _WORDS_LIMIT:
-            words.clear()
-        return (
-            order_no,
-            *times,
-            settled,
-            parse_amount(amount),
-            words.setdefault(source, source),
-            words.setdefault(carrier, carrier),
-            tracking or None,
-            words.setdefault(province, province),
-            ext,
-            given is not None,
-            refund_inferred,
-            parse_items(items) if items else None,
-            line,
-        )
-
-    def _time_error(self, row: list[str]) -> RowError:
-        """Which time cell is broken, and how (the slow path of parse)."""
-        cells = self.pick(row)[2:8]
-        for field, text in zip(ORDER_TIMES, cells, strict=True):
-            try:
-                self.time(text)
-            except RowError as exc:
-                return RowError(f"{field}: {exc.reason}")
-        return RowError("bad date")  # not reached: parse saw one fail
-
-
-class _Orders(_OrderRows):
+class _Orders(OrderRows):
     """Order rows, and the writing of batches: customers, orders, products, items, figures."""
 
     def __init__(self, fields: dict[str, int], width: int, parse_time: TimeParser, sql: _Sql) -> None:
@@ -600,17 +444,17 @@ class _Orders(_OrderRows):
         # New orders, the bulk of a large file: built by comprehensions, no per-row branching.
         if self.sql.pg:
             fresh = [
-                (p[0], *map(_pg_time, p[1:7]), *p[7:13], i, pks[p[_P_EXT]])
+                (p[0], *map(_pg_time, p[1:7]), *p[7:13], i, pks[p[P_EXT]])
                 for p, i in zip(new, ids, strict=True)
             ]
         else:
-            fresh = [(*p[:13], i, pks[p[_P_EXT]]) for p, i in zip(new, ids, strict=True)]
+            fresh = [(*p[:13], i, pks[p[P_EXT]]) for p, i in zip(new, ids, strict=True)]
         items = _ItemWrites()
         items.writes = [
             (row[_O_ID], products[name], row[_O_CUSTOMER], qty)
             for p, row in zip(new, fresh, strict=True)
-            if p[_P_ITEMS]
-            for name, qty in p[_P_ITEMS].items()
+            if p[P_ITEMS]
+            for name, qty in p[P_ITEMS].items()
         ]
         summary.inserted += len(fresh)
 
@@ -620,16 +464,16 @@ class _Orders(_OrderRows):
             old = existing.get(parsed[0])
             if old is None:
                 continue
-            customer_pk = pks[parsed[_P_EXT]]
+            customer_pk = pks[parsed[P_EXT]]
             try:
                 row = self._merge(parsed, customer_pk, old)
             except RowError as exc:
-                failures.append((parsed[_P_LINE], exc.reason))
+                failures.append((parsed[P_LINE], exc.reason))
                 summary.failed += 1
                 continue
             wanted = None
-            if parsed[_P_ITEMS] is not None:
-                wanted = {products[name]: qty for name, qty in parsed[_P_ITEMS].items()}
+            if parsed[P_ITEMS] is not None:
+                wanted = {products[name]: qty for name, qty in parsed[P_ITEMS].items()}
             items_changed = items.sync(row, wanted, stored_items.get(row[_O_ID], {}))
             if row == old and not items_changed:
                 summary.unchanged += 1
@@ -655,7 +499,7 @@ class _Orders(_OrderRows):
     async def _buyers(self, db: _Db, batch: list[tuple[Any, ...]]) -> tuple[dict[str, int], dict[int, _Ends]]:
         """The batch's customers (locked on PostgreSQL): external id -> pk, and pk -> their stored
         first and last purchase. Unknown customers are created bare (external id only)."""
-        keys = list({p[_P_EXT]: None for p in batch})
+        keys = list({p[P_EXT]: None for p in batch})
         found = await db.fetch_in(self.buyers_sql, "external_id", keys)
         pks: dict[str, int] = {row[1]: row[0] for row in found}
         ends: dict[int, _Ends] = {row[0]: tuple(row[2:]) for row in found}
@@ -682,7 +526,7 @@ class _Orders(_OrderRows):
     async def _resolve_products(self, db: _Db, batch: list[tuple[Any, ...]]) -> dict[str, int]:
         """Product ids for the batch's item names, read or created inside the batch's transaction
         (no cache across batches: every id written was seen in this transaction)."""
-        names = list({name: None for p in batch if p[_P_ITEMS] for name in p[_P_ITEMS]})
+        names = list({name: None for p in batch if p[P_ITEMS] for name in p[P_ITEMS]})
         if not names:
             return {}
         found = dict(await db.fetch_in("SELECT name, id FROM product WHERE {where}", "name", names))
@@ -696,7 +540,7 @@ class _Orders(_OrderRows):
         """A stored order updated by the file: non-empty cells win, empty ones keep the stored value.
         Without a status in the file the stored one stays, unless the timestamps moved the order on."""
         times = list(parsed[1:7])
-        if parsed[_P_REFUND_INFERRED]:
+        if parsed[P_REFUND_INFERRED]:
             times[5] = None
         if self.sql.pg:
             times = [_pg_time(t) for t in times]
@@ -704,23 +548,16 @@ class _Orders(_OrderRows):
         times = [n if n is not None else o for n, o in zip(times, old_times, strict=True)]
         for value in times:
             if value is not None and value < times[0]:
-                raise _before_created(times)
+                raise before_created(times)
         rest = [
             n if n is not None else o for n, o in zip(parsed[_O_AMOUNT:13], old[_O_AMOUNT:_O_ID], strict=True)
         ]
-        status = parsed[_O_STATUS] if parsed[_P_STATUS_GIVEN] else None
+        status = parsed[_O_STATUS] if parsed[P_STATUS_GIVEN] else None
         if status is None:
             moved = derive_status(*times[1:]) != derive_status(*old_times[1:])
             status = derive_status(*times[1:]) if moved else old[_O_STATUS]
-        status = _settle_status(status, times)
+        status = settle_status(status, times)
         return (parsed[0], *times, status, *rest, old[_O_ID], customer_pk)
-
-
-def _before_created(times: Sequence[Any]) -> RowError:
-    for field, value in zip(ORDER_TIMES[1:], times[1:], strict=True):
-        if value is not None and value < times[0]:
-            return RowError(f"{field} is before created_at")
-    return RowError("a time is before created_at")
 
 
 class _ItemWrites:
@@ -865,7 +702,7 @@ async def import_file(
     started = time.perf_counter()
     summary = ImportSummary()
     sql = _Sql(engine.dialect)
-    job = _ParseJob(kind, path, errors_path or default_errors_path(path), batch_size, zone)
+    job = ParseJob(kind, path, errors_path or default_errors_path(path), batch_size, zone)
     with ExitStack() as stack:
         table = stack.enter_context(open_table(path))
         fields = resolve_header(kind, table.header)
@@ -875,7 +712,7 @@ async def import_file(
         source: Batches
         if parse_in_process:
             stack.close()  # the parser process opens the file itself
-            source = ParserProcess(_serve_parser, job)
+            source = ParserProcess(serve_parser, job)
         else:
             source = job.parser(table, handler.parse)
         with _young_garbage_only():
@@ -892,36 +729,11 @@ async def import_file(
     return summary
 
 
-# Below this size a file is parsed in the importing process: starting the parser process (a fresh
-# interpreter importing this module, ~0.5 s) costs more than the overlap saves on ~50 000 rows.
-PARSER_PROCESS_MIN_BYTES = 8 << 20
+# Below this size (~20 000 orders, a second of importing) a file is parsed in the importing process:
+# starting the parser process (a fresh interpreter importing storage.import_rows, ~0.1 s) and
+# shipping its batches would save too little.
+PARSER_PROCESS_MIN_BYTES = 4 << 20
 _HANDLERS: dict[str, type[_Customers | _Orders]] = {"customers": _Customers, "orders": _Orders}
-_ROWS: dict[str, type[_CustomerRows | _OrderRows]] = {"customers": _CustomerRows, "orders": _OrderRows}
-
-
-@dataclass(frozen=True, slots=True)
-class _ParseJob:
-    """What a parser needs, in a form the parser process can be handed."""
-
-    kind: Literal["customers", "orders"]
-    path: Path
-    errors_path: Path
-    batch_size: int
-    zone: ZoneInfo
-
-    def parser(self, table: RowSource, parse: Callable[[list[str], int], tuple[Any, ...]]) -> BatchParser:
-        errors = ErrorFile(self.errors_path, self.path, table.header)
-        # Only order rows can fail while being written (merged times), so only they keep their cells.
-        return BatchParser(table, parse, errors, self.batch_size, keep_cells=self.kind == "orders")
-
-
-def _serve_parser(job: _ParseJob, conn: mp_connection.Connection) -> None:
-    """The parser process: parses job's file into batches for the importing process."""
-    gc.disable()  # as in the importing process (_young_garbage_only); BatchParser collects
-    with open_table(job.path) as table:
-        fields = resolve_header(job.kind, table.header)
-        rows = _ROWS[job.kind](fields, len(table.header), TimeParser(job.zone))
-        serve_batches(job.parser(table, rows.parse), conn)
 
 
 @contextmanager

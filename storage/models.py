@@ -12,6 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
+from storage import lengths
+
 
 def _flag() -> Column[bool]:
     # A database-side default only: bulk inserts (the importer) name just the columns they fill.
@@ -19,14 +21,14 @@ def _flag() -> Column[bool]:
 
 
 class CustomerBase(SQLModel):
-    external_id: str = Field(max_length=64, unique=True, index=True)
-    nickname: str | None = Field(default=None, max_length=128, index=True)
-    name: str | None = Field(default=None, max_length=128, index=True)
-    phone: str | None = Field(default=None, max_length=32, index=True)
-    email: str | None = Field(default=None, max_length=254)
-    gender: str | None = Field(default=None, max_length=8)
-    province: str | None = Field(default=None, max_length=32)
-    city: str | None = Field(default=None, max_length=64)
+    external_id: str = Field(max_length=lengths.EXTERNAL_ID, unique=True, index=True)
+    nickname: str | None = Field(default=None, max_length=lengths.NICKNAME, index=True)
+    name: str | None = Field(default=None, max_length=lengths.PERSON_NAME, index=True)
+    phone: str | None = Field(default=None, max_length=lengths.PHONE, index=True)
+    email: str | None = Field(default=None, max_length=lengths.EMAIL)
+    gender: str | None = Field(default=None, max_length=lengths.GENDER)
+    province: str | None = Field(default=None, max_length=lengths.PROVINCE)
+    city: str | None = Field(default=None, max_length=lengths.CITY)
     birthday: date | None = None
     created_at: datetime | None = None
 
@@ -56,7 +58,7 @@ class Customer(CustomerBase, table=True):
 
 
 class OrderBase(SQLModel):
-    order_no: str = Field(max_length=64, unique=True, index=True)
+    order_no: str = Field(max_length=lengths.ORDER_NO, unique=True, index=True)
     created_at: datetime
     paid_at: datetime | None = None
     shipped_at: datetime | None = None
@@ -65,10 +67,10 @@ class OrderBase(SQLModel):
     refunded_at: datetime | None = None
     status: str = Field(default="created", max_length=16)
     amount_cents: int
-    source: str | None = Field(default=None, max_length=32)
-    carrier: str | None = Field(default=None, max_length=32)
-    tracking_no: str | None = Field(default=None, max_length=64)
-    province: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, max_length=lengths.SOURCE)
+    carrier: str | None = Field(default=None, max_length=lengths.CARRIER)
+    tracking_no: str | None = Field(default=None, max_length=lengths.TRACKING_NO)
+    province: str | None = Field(default=None, max_length=lengths.PROVINCE)
 
 
 class Order(OrderBase, table=True):
@@ -81,7 +83,7 @@ class Order(OrderBase, table=True):
 
 class Product(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=200, unique=True, index=True)
+    name: str = Field(max_length=lengths.PRODUCT_NAME, unique=True, index=True)
     # Days one unit lasts, for replenishment reminders; unknown until configured.
     cycle_days: int | None = None
 
