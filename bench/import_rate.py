@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
-import resource
+import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +109,36 @@ def ours(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    """The process's peak resident set since it started its program (VmHWM). getrusage's ru_maxrss
+    is no use here: it keeps the RSS of the process it was forked from before exec."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+class _ChildPeaks(threading.Thread):
+    """Samples the peak RSS of this process's children (the parser processes) until stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(0.02):
+            for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    with contextlib.suppress(OSError, RuntimeError):
+                        self.peak_mb = max(self.peak_mb, _peak_rss_mb(pid))
+
+    def stop(self) -> float:
+        self._stopping.set()
+        self.join()
+        return self.peak_mb
+
+
 def child(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> None:
     from storage.db import create_engine
     from storage.importer import import_file
@@ -131,10 +163,11 @@ def child(customers_csv: Path, orders_csv: Path, db: Path, batch_size: int) -> N
             "orders_rate": orders.rows_read / orders.seconds,
         }
 
+    peaks = _ChildPeaks()
+    peaks.start()
     result = asyncio.run(run())
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    # The parser process (storage.import_batches.ParserProcess), waited for: its own peak.
-    result["parser_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result["peak_rss_mb"] = _peak_rss_mb()
+    result["parser_rss_mb"] = peaks.stop()  # the parser process (storage.import_batches.ParserProcess)
     print(json.dumps(result))
 
 
