@@ -129,10 +129,6 @@ class BatchParser:
         collect_young_garbage()
         return batch
 
-    @property
-    def unsettled(self) -> int:
-        return len(self._unsettled)
-
     def settle(self, failures: Sequence[WriteFailure]) -> None:
         """The oldest batch handed out is written: its bad rows go to the error file, in line order."""
         state = self._unsettled.popleft()

@@ -33,7 +33,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -722,7 +722,8 @@ async def import_file(
                     await _run(source, writer, summary, progress)
             except BaseException:
                 source.abandon()
-                source.close()
+                with suppress(Exception):  # what stopped the import is the error to report
+                    source.close()
                 raise
         summary.errors_path = job.errors_path if source.close() else None
     summary.seconds = time.perf_counter() - started
