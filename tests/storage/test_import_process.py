@@ -4,7 +4,6 @@ cleanly; a bulk orders import into SQLite leaves the customer figure indexes in 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import storage.importer as importer
 from storage.db import create_engine
 from storage.import_batches import _cells, _compact
-from storage.importer import FIGURE_INDEXES, FileRejected, import_file
+from storage.importer import FIGURE_INDEXES, import_file
 from storage.migrate import upgrade_async
-from storage.models import Customer, Order
+from storage.models import Order
 from tests.storage.test_importer import (
     ORDERS_HEADER,
     assert_figures_consistent,
-    count,
     error_rows,
     rows,
     write,
@@ -102,23 +100,6 @@ async def test_a_failing_write_stops_the_parser_process_and_keeps_its_bad_rows(
     assert [line.split(",")[1] for line in errors[1:]] == ["5", "9"]  # the written batch's, the failed one's
     assert await figure_indexes(engine) == {index.name for index in FIGURE_INDEXES}
     await assert_figures_consistent(engine)
-    await engine.dispose()
-
-
-async def test_an_unreadable_stretch_in_the_parser_process_keeps_the_rows_before(
-    sqlite_url: str, tmp_path: Path
-) -> None:
-    await upgrade_async(sqlite_url)
-    engine = create_engine(sqlite_url)
-    # Past the first MiB the encoding was sniffed from, a GBK row.
-    good = "customer_id,nickname\n" + "".join(f"C{i},n{i}\n" for i in range(100_000))
-    path = tmp_path / "mixed.csv"
-    path.write_bytes(good.encode() + "C999,坏\n".encode("gbk"))
-    with pytest.raises(FileRejected, match=r"near line (\d+)") as caught:
-        await import_file(engine=engine, kind="customers", path=path, batch_size=5000, parse_in_process=True)
-    line = int(re.search(r"near line (\d+)", str(caught.value)).group(1))  # type: ignore[union-attr]
-    assert 90_000 < line <= 100_002
-    assert await count(engine, Customer) == line - 2  # every row before that line landed
     await engine.dispose()
 
 
