@@ -5,13 +5,11 @@ cleanly; a bulk orders import into SQLite leaves the customer figure indexes in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import storage.importer as importer
 from storage.db import create_engine
 from storage.import_batches import _cells, _compact
 from storage.importer import FIGURE_INDEXES, import_file
@@ -21,6 +19,7 @@ from tests.storage.test_importer import (
     ORDERS_HEADER,
     assert_figures_consistent,
     error_rows,
+    fail_the_second_batch,
     rows,
     write,
 )
@@ -83,16 +82,7 @@ async def test_a_failing_write_stops_the_parser_process_and_keeps_its_bad_rows(
     bad = "B{},C1,2024-05-01 10:00,,,,,-1,,,,"
     lines = [*good[:3], bad.format(5), *good[3:6], bad.format(9), *good[6:]]
     source = write(tmp_path / "o.csv", ORDERS_HEADER + "\n" + "\n".join(lines) + "\n")
-    real, calls = importer._fresh_figures, 0
-
-    def fail_second_batch(*args: Any) -> list[tuple[Any, ...]]:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("disk on fire")
-        return real(*args)
-
-    monkeypatch.setattr(importer, "_fresh_figures", fail_second_batch)
+    fail_the_second_batch(monkeypatch)
     with pytest.raises(RuntimeError, match="disk on fire"):
         await import_file(engine=engine, kind="orders", path=source, batch_size=3, parse_in_process=True)
     assert sorted(o.order_no for o in await rows(engine, select(Order))) == ["O0", "O1", "O2"]

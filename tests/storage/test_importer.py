@@ -474,16 +474,13 @@ async def test_a_file_that_turns_invalid_midway_keeps_the_rows_before(
 # Batches are transactions.
 
 
-async def test_a_failing_batch_leaves_nothing_half_written(
-    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lines = [f"O{i},C{i % 3},2024-05-01 10:0{i},2024-05-01 10:0{i},,,,1{i},,,,P{i}×1" for i in range(6)]
-    source = write(tmp_path / "o.csv", ORDERS_HEADER + "\n" + "\n".join(lines) + "\n")
+def fail_the_second_batch(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The second batch's write fails once its orders and items are written, before its figures
+    are; returns the real step."""
     real = importer._fresh_figures
     calls = 0
 
     def fail_second_batch(*args: Any) -> list[tuple[Any, ...]]:
-        # Fails once the batch's orders and items are written, before its figures are.
         nonlocal calls
         calls += 1
         if calls == 2:
@@ -491,6 +488,15 @@ async def test_a_failing_batch_leaves_nothing_half_written(
         return real(*args)
 
     monkeypatch.setattr(importer, "_fresh_figures", fail_second_batch)
+    return real
+
+
+async def test_a_failing_batch_leaves_nothing_half_written(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [f"O{i},C{i % 3},2024-05-01 10:0{i},2024-05-01 10:0{i},,,,1{i},,,,P{i}×1" for i in range(6)]
+    source = write(tmp_path / "o.csv", ORDERS_HEADER + "\n" + "\n".join(lines) + "\n")
+    real = fail_the_second_batch(monkeypatch)
     with pytest.raises(RuntimeError):
         await import_file(engine=engine, kind="orders", path=source, batch_size=3)
     assert sorted(o.order_no for o in await rows(engine, select(Order))) == ["O0", "O1", "O2"]
