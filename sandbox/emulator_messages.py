@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from sandbox.emulator_state import (
     StoredMessage,
     bad_request,
     forbidden,
+    json_copy,
 )
 from sandbox.telegram_html import (
     PARSE_ERROR_PREFIX,
@@ -259,7 +259,7 @@ def _publish(call: Call, chat: Chat, content: Json, markup: Json | None) -> Json
         reply_to=replied,
         reply_markup=markup,
     )
-    return copy.deepcopy(stored.message)
+    return json_copy(stored.message)
 
 
 # --------------------------------------------------------------------------- sending
@@ -323,7 +323,7 @@ async def send_media_group(call: Call) -> list[Json]:
         )
         for content in contents
     ]
-    return [copy.deepcopy(stored.message) for stored in sent]
+    return [json_copy(stored.message) for stored in sent]
 
 
 def _media_item(call: Call, item: Any) -> Json:
@@ -390,7 +390,7 @@ def _visible_state(message: Json) -> tuple[Any, ...]:
 
 def _commit_edit(call: Call, chat: Chat, stored: StoredMessage, content: Json, markup: Json | None) -> Json:
     """Apply an edit; Telegram refuses edits that change nothing, and a missing markup removes it."""
-    edited = copy.deepcopy(stored.message)
+    edited = json_copy(stored.message)
     for key, value in {**content, "reply_markup": markup}.items():
         if value in (None, [], ""):
             edited.pop(key, None)
@@ -406,7 +406,7 @@ def _commit_edit(call: Call, chat: Chat, stored: StoredMessage, content: Json, m
     stored.message = edited
     stored.edit_count += 1
     call.emu.signal.fire()
-    return copy.deepcopy(edited)
+    return json_copy(edited)
 
 
 async def edit_message_text(call: Call) -> Json:

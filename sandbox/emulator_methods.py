@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import logging
@@ -12,7 +11,15 @@ from typing import Any
 from sandbox.emulator_media import file_object
 from sandbox.emulator_messages import MESSAGE_METHODS, Call, Handler
 from sandbox.emulator_params import Params
-from sandbox.emulator_state import ADMIN_STATUSES, ApiError, Emulator, Json, Webhook, bad_request
+from sandbox.emulator_state import (
+    ADMIN_STATUSES,
+    ApiError,
+    Emulator,
+    Json,
+    Webhook,
+    bad_request,
+    json_copy,
+)
 
 MAX_LONG_POLL_SECONDS = 50
 log = logging.getLogger(__name__)
@@ -115,7 +122,7 @@ async def get_updates(call: Call) -> list[Json]:
                 "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
                 "is running",
             )
-    batch = copy.deepcopy(list(itertools.islice(bot.updates.values(), limit)))
+    batch = json_copy(list(itertools.islice(bot.updates.values(), limit)))
     if batch:
         bot.max_fetched_update_id = max(bot.max_fetched_update_id, batch[-1]["update_id"])
     return batch
@@ -228,7 +235,7 @@ async def set_my_commands(call: Call) -> bool:
 
 
 async def get_my_commands(call: Call) -> list[Json]:
-    return copy.deepcopy(call.bot.commands.get(_scope_key(call), []))
+    return json_copy(call.bot.commands.get(_scope_key(call), []))
 
 
 async def delete_my_commands(call: Call) -> bool:
@@ -251,7 +258,7 @@ async def set_chat_menu_button(call: Call) -> bool:
 
 async def get_chat_menu_button(call: Call) -> Json:
     button = call.chat().menu_button if call.params.has("chat_id") else call.bot.default_menu_button
-    return copy.deepcopy(button) if button else {"type": "default"}
+    return json_copy(button) if button else {"type": "default"}
 
 
 def _profile_setter(field: str) -> Handler:
@@ -297,7 +304,7 @@ async def get_chat(call: Call) -> Json:
     )
     pinned = chat.live_message(chat.pinned_message_id or 0)
     if pinned is not None:
-        info["pinned_message"] = copy.deepcopy(pinned.message)
+        info["pinned_message"] = json_copy(pinned.message)
     return info
 
 

@@ -59,6 +59,7 @@ _TYPE_PRIORITY = {
     "spoiler": 94,
     "custom_emoji": 99,
 }
+_SPECIAL = re.compile("[&<]")
 _LINK_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _ALLOWED_LINK_SCHEMES = frozenset({"http", "https", "tg", "ton", "tonsite", "ftp"})
 
@@ -148,8 +149,11 @@ class _HtmlParser(SourceCursor):
                     i = end
                     continue
             if char != "<":
-                self.append(char)
-                i += 1
+                # A run of plain text: up to the next '&' or '<', appended at once.
+                special = _SPECIAL.search(self.source, i + 1)
+                stop = special.start() if special else len(self.source)
+                self.append(self.source[i:stop])
+                i = stop
                 continue
             i = self.end_tag(i) if self.at(i + 1) == "/" else self.start_tag(i)
         if self.stack:
@@ -164,9 +168,9 @@ class _HtmlParser(SourceCursor):
                 entity.pop("language", None)
         return "".join(self.out), sort_entities(self.entities)
 
-    def append(self, char: str) -> None:
-        self.out.append(char)
-        self.utf16_offset += char_utf16_len(char)
+    def append(self, text: str) -> None:
+        self.out.append(text)
+        self.utf16_offset += len(text) if text.isascii() else utf16_len(text)
 
     def start_tag(self, begin: int) -> int:
         i = begin + 1
