@@ -93,6 +93,21 @@ def shipped_card(emulator: Emulator, tracking: str) -> dict[str, Any]:
     return found[-1]
 
 
+def approve_to_a_refusing_address(
+    emulator: Emulator, mail_bot: OwnBot, smtp: SmtpReceiver, n: int, address: str
+) -> tuple[ChatUser, dict[str, Any], dict[str, Any]]:
+    """Order n shipped to an address the mail server refuses, its message approved: the agent, the
+    shipped card, and the one notice the group gets."""
+    smtp.reject(address)
+    ship(mail_bot, n, address)
+    card = shipped_card(emulator, f"ZT{n}")
+    agent = ChatUser(emulator, GROUP, AGENT, token=mail_bot.env["TELEGRAM_BOT_TOKEN"])
+    after = agent.last_id()
+    agent.click(card, "✅ Approve")
+    (notice,) = agent.wait_new(after)
+    return agent, card, notice
+
+
 def test_an_approved_message_goes_out_by_e_mail(
     emulator: Emulator, mail_bot: OwnBot, smtp: SmtpReceiver
 ) -> None:
@@ -107,13 +122,7 @@ def test_an_approved_message_goes_out_by_e_mail(
 def test_an_address_the_server_refuses_ends_as_a_dead_letter_in_the_group(
     emulator: Emulator, mail_bot: OwnBot, smtp: SmtpReceiver
 ) -> None:
-    smtp.reject("gone@example.com")
-    ship(mail_bot, 2, "gone@example.com")
-    card = shipped_card(emulator, "ZT2")
-    agent = ChatUser(emulator, GROUP, AGENT, token=mail_bot.env["TELEGRAM_BOT_TOKEN"])
-    after = agent.last_id()
-    agent.click(card, "✅ Approve")
-    (notice,) = agent.wait_new(after)
+    agent, card, notice = approve_to_a_refusing_address(emulator, mail_bot, smtp, 2, "gone@example.com")
     assert "Not delivered" in notice["text"] and "550" in notice["text"]
     wait_until(
         lambda: "Not delivered after 1 attempts" in agent.current(card)["text"], what="the card's outcome"
@@ -123,13 +132,7 @@ def test_an_address_the_server_refuses_ends_as_a_dead_letter_in_the_group(
 def test_a_dead_letter_is_sent_again_once_the_address_is_fixed(
     emulator: Emulator, mail_bot: OwnBot, smtp: SmtpReceiver
 ) -> None:
-    smtp.reject("typo@example.con")
-    ship(mail_bot, 3, "typo@example.con")
-    card = shipped_card(emulator, "ZT3")
-    agent = ChatUser(emulator, GROUP, AGENT, token=mail_bot.env["TELEGRAM_BOT_TOKEN"])
-    after = agent.last_id()
-    agent.click(card, "✅ Approve")
-    (notice,) = agent.wait_new(after)
+    agent, card, notice = approve_to_a_refusing_address(emulator, mail_bot, smtp, 3, "typo@example.con")
     assert "Not delivered" in notice["text"] and "Send again" in str(notice["reply_markup"])
 
     fixed = {"customer_id": "MC3", "email": "fixed@example.com"}
@@ -148,4 +151,3 @@ def test_a_dead_letter_is_sent_again_once_the_address_is_fixed(
     wait_until(lambda: "Sent again by" in agent.current(notice)["text"], what="the notice's new line")
     assert not agent.current(notice).get("reply_markup")
     wait_until(lambda: "📨 Sent" in agent.current(card)["text"], what="the card's outcome")
-
