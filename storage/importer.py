@@ -610,35 +610,11 @@ def _fresh_figures(
     A new first / last at the same paid_at as the stored one is a tie with an order not in the batch
     whose order is not known here: such customers join `recompute` instead.
     """
-    alone: dict[int, tuple[Any, ...]] = {}  # customers with one new order (most): pk -> it
-    several: dict[int, list[tuple[Any, ...]]] = {}
+    by_customer: dict[int, list[tuple[Any, ...]]] = {}
     for row in fresh:
-        pk = row[_O_CUSTOMER]
-        if pk in several:
-            several[pk].append(row)
-        elif pk in alone:
-            several[pk] = [alone.pop(pk), row]
-        else:
-            alone[pk] = row
+        by_customer.setdefault(row[_O_CUSTOMER], []).append(row)
     params = []
-    for pk, row in alone.items():
-        if pk in recompute:
-            continue
-        first_at, first_cents, last_at, last_cents = ends[pk]
-        paid = row[_O_PAID]
-        if paid is None or row[_O_REFUNDED] is not None:
-            params.append((1, 0, 0, 0, 0, first_at, first_cents, last_at, last_cents, pk))
-            continue
-        if paid in (first_at, last_at):
-            recompute.add(pk)
-            continue
-        amount = row[_O_AMOUNT]
-        if first_at is None or paid < first_at:
-            first_at, first_cents = paid, amount
-        if last_at is None or paid > last_at:
-            last_at, last_cents = paid, amount
-        params.append((1, 1, amount, amount, amount, first_at, first_cents, last_at, last_cents, pk))
-    for pk, rows in several.items():
+    for pk, rows in by_customer.items():
         if pk in recompute:
             continue
         first_at, first_cents, last_at, last_cents = ends[pk]
