@@ -126,7 +126,6 @@ class BatchParser:
     def _hand_out(self, batch: Batch, state: _Unsettled, read: int) -> Batch:
         batch.read = read
         self._unsettled.append(state)
-        collect_young_garbage()
         return batch
 
     def settle(self, failures: Sequence[WriteFailure]) -> None:
@@ -284,6 +283,7 @@ def serve_batches(parser: BatchParser, conn: Connection) -> None:
             for batch in parser.batches():
                 hand(_BATCH, batch)
                 del batch  # not kept alive while the next one is parsed
+                collect_young_garbage()  # the importing process does so after each batch it writes
             hand(_END, None)
         except FileRejected as exc:
             hand(_REJECTED, str(exc))

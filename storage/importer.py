@@ -752,6 +752,12 @@ async def _run(
             progress(batch.read)
 
 
+def _unwritten(batch: Batch | None) -> _Written | None:
+    """None at the end of the file; a batch without rows to write (all of them failed to parse)
+    comes through with nothing written."""
+    return None if batch is None else (batch, (ImportSummary(), []))
+
+
 class _Writer:
     """Takes the next batch from the source and writes it, both in one worker thread: the batch
     comes from a queue (the parser process) or is parsed there, then is written in one transaction."""
@@ -828,7 +834,7 @@ class _ThreadWriter(_Writer):
     def _write_next(self, batches: Iterator[Batch]) -> _Written | None:
         batch = next(batches, None)
         if batch is None or not batch.rows:
-            return batch and (batch, (ImportSummary(), []))
+            return _unwritten(batch)
         if self._conn is None:
             self._conn = self._engine.connect()
             with self._conn.begin():
@@ -879,7 +885,7 @@ class _AsyncWriter(_Writer):
     async def write_next(self, batches: Iterator[Batch]) -> _Written | None:
         batch = await self._in_thread(next, batches, None)
         if batch is None or not batch.rows:
-            return batch and (batch, (ImportSummary(), []))
+            return _unwritten(batch)
         return batch, await self._write(batch.rows)
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> _Outcome:
