@@ -49,7 +49,7 @@ from sqlalchemy.pool import NullPool
 
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
 from storage.db import insert_for
-from storage.figures import refresh_figures
+from storage.figures import FIGURE_INDEXES, refresh_figures, restore_figure_indexes
 from storage.import_batches import (
     Batch,
     Batches,
@@ -110,22 +110,6 @@ T = TypeVar("T")
 _customer: Table = Customer.__table__  # type: ignore[attr-defined]
 _orders: Table = Order.__table__  # type: ignore[attr-defined]
 _product: Table = Product.__table__  # type: ignore[attr-defined]
-
-# The customer indexes on running figures (shop statistics read them). Each customer a batch's new
-# orders move rewrites three entries in them: ~15 % of writing a large orders file. A bulk orders
-# import into SQLite drops them and builds them once at its end, as bulk loaders do; should it be
-# killed before, the next import and storage.migrate.upgrade build them.
-FIGURE_INDEXES = tuple(
-    index
-    for index in _customer.indexes
-    if index.name
-    in ("ix_customer_purchases", "ix_customer_total_spent_cents", "ix_customer_last_purchase_at")
-)
-
-
-def restore_figure_indexes(conn: Connection) -> None:
-    for index in FIGURE_INDEXES:
-        index.create(conn, checkfirst=True)
 
 
 @dataclass(slots=True)

@@ -30,12 +30,12 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def _restore_bulk_import_indexes(database_url: str) -> None:
-    """Indexes a bulk import into SQLite drops while it runs (storage.importer.FIGURE_INDEXES), built
+    """Indexes a bulk import into SQLite drops while it runs (storage.figures.FIGURE_INDEXES), built
     again in case one was killed before its end."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return
-    from storage.importer import restore_figure_indexes  # the importer is heavy; only SQLite needs it
+    from storage.figures import restore_figure_indexes  # loads the models; only SQLite needs it
 
     engine = create_engine(url.set(drivername="sqlite"), poolclass=NullPool)
     try:

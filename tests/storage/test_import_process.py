@@ -11,8 +11,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import create_engine
+from storage.figures import FIGURE_INDEXES
 from storage.import_batches import _cells, _compact
-from storage.importer import FIGURE_INDEXES, import_file
+from storage.importer import import_file
 from storage.migrate import upgrade_async
 from storage.models import Order
 from tests.storage.test_importer import (
