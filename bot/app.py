@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
@@ -25,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.api_session import JsonBodySession
 from bot.card_service import CardService
 from bot.care_engine import CareEngine
 from bot.care_setup import build_channels, load_care_table, load_templates
@@ -85,7 +85,7 @@ def build_pacer(settings: Settings) -> SendPacer:
 def build_bot(settings: Settings) -> Bot:
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session = JsonBodySession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     bot = Bot(
         token=settings.telegram_bot_token.get_secret_value(),
         session=session,

@@ -17,7 +17,7 @@ from bot.views.card import CardContext, render_card
 from crm.lifecycle import Thresholds
 from crm.lookup import parse_query
 from crm.palette import Palette
-from storage.customers import CardData, load_card, load_card_sync, look_up, look_up_sync
+from storage.customers import CardData, load_card, load_card_sqlite, look_up, look_up_sqlite
 from storage.db import ThreadedReads
 from storage.models import Customer
 from storage.stats import ShopCuts, load_shop_cuts
@@ -66,7 +66,7 @@ class CardService:
         """
         query = parse_query(raw_query)
         if self._reads is not None:
-            result = await self._reads.run(lambda sync: look_up_sync(session=sync, query=query))
+            result = await self._reads.run(lambda conn: look_up_sqlite(conn=conn, query=query))
         else:
             result = await look_up(session=session, query=query)
         if result.card is None:
@@ -77,7 +77,7 @@ class CardService:
         self, session: AsyncSession, customer_pk: int, *, locale: str, mask_contacts: bool
     ) -> RenderedCard | None:
         if self._reads is not None:
-            data = await self._reads.run(lambda sync: load_card_sync(session=sync, customer_pk=customer_pk))
+            data = await self._reads.run(lambda conn: load_card_sqlite(conn=conn, customer_pk=customer_pk))
         else:
             data = await load_card(session=session, customer_pk=customer_pk)
         return None if data is None else await self._render(session, data, locale, mask_contacts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,12 +22,13 @@ from sqlalchemy import (
     or_,
     union_all,
 )
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.followups import OPEN_STATES
 from crm.lookup import Query
 from storage.models import Customer, CustomerTag, FollowUp, Note, Order, OrderItem, Product
+from storage.sqlite_reads import PreparedRead, detached
 
 PICK_LIMIT = 8
 RECENT_ORDERS = 5
@@ -111,13 +113,6 @@ async def find_customers(*, session: AsyncSession, query: Query) -> list[Custome
     params = _find_params(query)
     found = list((await session.exec(_FIND_EXACT, params=params)).all())
     return found or list((await session.exec(_FIND_PREFIX, params=params)).all())
-
-
-def find_customers_sync(*, session: Session, query: Query) -> list[Customer]:
-    """find_customers for a synchronous session (SQLite reads in one worker-thread call)."""
-    params = _find_params(query)
-    found = list(session.exec(_FIND_EXACT, params=params).all())
-    return found or list(session.exec(_FIND_PREFIX, params=params).all())
 
 
 def _card_query() -> CompoundSelect:
@@ -217,14 +212,6 @@ async def load_card(*, session: AsyncSession, customer_pk: int) -> CardData | No
     return _card_from_rows(customer, rows)
 
 
-def load_card_sync(*, session: Session, customer_pk: int) -> CardData | None:
-    """load_card for a synchronous session (SQLite reads in one worker-thread call)."""
-    customer = session.get(Customer, customer_pk)
-    if customer is None:
-        return None
-    return _card_from_rows(customer, session.exec(_CARD, params={"customer_pk": customer_pk}).all())  # type: ignore[call-overload]
-
-
 @dataclass(slots=True)
 class LookupResult:
     customers: list[Customer]
@@ -237,10 +224,32 @@ async def look_up(*, session: AsyncSession, query: Query) -> LookupResult:
     return LookupResult(found, card)
 
 
-def look_up_sync(*, session: Session, query: Query) -> LookupResult:
-    found = find_customers_sync(session=session, query=query)
-    card = load_card_sync(session=session, customer_pk=found[0].id) if len(found) == 1 else None  # type: ignore[arg-type]
-    return LookupResult(found, card)
+# SQLite: the look-up as one call in the reader thread, on the sqlite3 connection (storage.sqlite_reads).
+_FIND_EXACT_READ = PreparedRead(_FIND_EXACT, text="", phone="")
+_FIND_PREFIX_READ = PreparedRead(_FIND_PREFIX, text="", upper="")
+_CUSTOMER_READ = PreparedRead(select(Customer).where(Customer.id == _CUSTOMER), customer_pk=0)
+_CARD_READ = PreparedRead(_CARD, customer_pk=0)
+
+
+def _customers(read: PreparedRead, conn: sqlite3.Connection, params: dict[str, Any]) -> list[Customer]:
+    return [detached(Customer, read.columns, row) for row in read.rows(conn, params)]
+
+
+def _card_sqlite(conn: sqlite3.Connection, customer: Customer) -> CardData:
+    return _card_from_rows(customer, _CARD_READ.rows(conn, {"customer_pk": customer.id}))
+
+
+def look_up_sqlite(*, conn: sqlite3.Connection, query: Query) -> LookupResult:
+    """look_up on SQLite's own connection."""
+    params = _find_params(query)
+    found = _customers(_FIND_EXACT_READ, conn, params) or _customers(_FIND_PREFIX_READ, conn, params)
+    return LookupResult(found, _card_sqlite(conn, found[0]) if len(found) == 1 else None)
+
+
+def load_card_sqlite(*, conn: sqlite3.Connection, customer_pk: int) -> CardData | None:
+    """load_card on SQLite's own connection."""
+    found = _customers(_CUSTOMER_READ, conn, {"customer_pk": customer_pk})
+    return _card_sqlite(conn, found[0]) if found else None
 
 
 async def orders_page(

@@ -59,31 +59,40 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-class ThreadedReads:
-    """Read-only work on SQLite as one call in a worker thread, with a synchronous SQLModel session.
-
-    Through aiosqlite every query costs four thread round trips (cursor, execute, fetch, close),
-    which dominates a card look-up; here the whole look-up is one. The event loop never blocks,
-    and WAL lets these readers run beside the async engine's writers.
-    """
+class _SqliteEngine:
+    """A synchronous engine on the same SQLite file, for work done in worker threads."""
 
     def __init__(self, async_url: str) -> None:
         self.engine = sa_create_engine(async_url.replace("sqlite+aiosqlite://", "sqlite://", 1))
         event.listen(self.engine, "connect", _sqlite_pragmas)
 
-    async def run(self, work: Callable[[Session], T]) -> T:
-        return await asyncio.to_thread(self._run, work)
-
-    def _run(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine, expire_on_commit=False) as session:
-            return work(session)
-
     def close(self) -> None:
         self.engine.dispose()
 
 
-class ThreadedWrites(ThreadedReads):
-    """Units of work on SQLite, each one call in a single dedicated thread.
+class ThreadedReads(_SqliteEngine):
+    """Read-only work on SQLite as one call in a worker thread, on the sqlite3 connection itself.
+
+    Through aiosqlite every query costs four thread round trips (cursor, execute, fetch, close),
+    which dominates a card look-up; here the whole look-up is one, and its statements skip
+    SQLAlchemy's per-statement work (storage.sqlite_reads). The event loop never blocks, and WAL
+    lets these readers run beside the async engine's writers.
+    """
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._run, work)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self.engine.raw_connection()
+        try:
+            return work(conn.driver_connection)  # type: ignore[arg-type]
+        finally:
+            conn.close()  # back to the pool
+
+
+class ThreadedWrites(_SqliteEngine):
+    """Units of work on SQLite, each one call with a synchronous SQLModel session in a single
+    dedicated thread.
 
     One thread means one writer at a time: SQLite admits only one, and makes the rest poll with
     growing sleeps, which is what a busy timer engine would otherwise spend its time on.
@@ -95,6 +104,10 @@ class ThreadedWrites(ThreadedReads):
 
     async def run(self, work: Callable[[Session], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return work(session)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.lookup import parse_query
-from storage import annotations, team
+from storage import annotations, followups, team
 from storage.customers import (
+    CardData,
     customer_tags,
     find_customers,
     load_card,
-    load_card_sync,
+    load_card_sqlite,
     look_up,
-    look_up_sync,
+    look_up_sqlite,
     orders_page,
 )
 from storage.db import ThreadedReads, create_engine, make_sessionmaker
@@ -163,26 +164,74 @@ async def test_shop_cuts_are_stored_and_read_back(session: AsyncSession, db_url:
     )
 
 
-async def test_threaded_sqlite_reads_agree_with_the_async_path(sqlite_url: str) -> None:
+async def test_reads_on_the_sqlite3_connection_agree_with_the_orm(sqlite_url: str) -> None:
+    """The card look-up's SQLite path (storage.sqlite_reads) reads what the ORM reads, value for
+    value, and its customers behave as loaded instances."""
     await upgrade_async(sqlite_url)
     engine = create_engine(sqlite_url)
-    async with make_sessionmaker(engine)() as s:
+    sessions = make_sessionmaker(engine)
+    async with sessions() as s:
         await seed(s)
         (c1,) = await find_customers(session=s, query=parse_query("C1"))
+        c1.birthday, c1.opted_out, c1.first_purchase_at = date(1990, 5, 1), True, NOW - timedelta(days=400)
+        await s.commit()
         await annotations.toggle_tag(session=s, customer_pk=c1.id, tag="decisive", user_id=7)
-        expected = await look_up(session=s, query=parse_query("13800138000"))
-        several = await look_up(session=s, query=parse_query("张伟"))
+        await annotations.add_note(
+            session=s, customer_pk=c1.id, author_id=7, author_name="Li", text="<b>VIP</b>"
+        )
+        await followups.create(session=s, item=_follow_up(c1.id), now=NOW)
+    queries = ("13800138000", "张伟", "小鱼", "T005", "nobody")
+    expected = {}
+    async with sessions() as s:
+        for text in queries:
+            expected[text] = await look_up(session=s, query=parse_query(text))
+        expected_card = await load_card(session=s, customer_pk=c1.id)
     reads = ThreadedReads(sqlite_url)
     try:
-        got = await reads.run(lambda sync: look_up_sync(session=sync, query=parse_query("13800138000")))
-        got_several = await reads.run(lambda sync: look_up_sync(session=sync, query=parse_query("张伟")))
-        missing = await reads.run(lambda sync: load_card_sync(session=sync, customer_pk=424242))
+        for text in queries:
+            query = parse_query(text)
+            got = await reads.run(lambda conn, q=query: look_up_sqlite(conn=conn, query=q))
+            want = expected[text]
+            assert [c.model_dump() for c in got.customers] == [c.model_dump() for c in want.customers], text
+            assert got.card == want.card or _same_card(got.card, want.card), text
+        card = await reads.run(lambda conn: load_card_sqlite(conn=conn, customer_pk=c1.id))
+        missing = await reads.run(lambda conn: load_card_sqlite(conn=conn, customer_pk=424242))
     finally:
         reads.close()
-        await engine.dispose()
-    assert expected.card is not None and got.card is not None
-    assert [c.external_id for c in got.customers] == ["C1"]
-    assert got.card.recent_orders == expected.card.recent_orders
-    assert (got.card.tags, got.card.top_products) == (["decisive"], expected.card.top_products)
-    assert [c.external_id for c in got_several.customers] == [c.external_id for c in several.customers]
-    assert got_several.card is None and missing is None
+    assert expected_card is not None and _same_card(card, expected_card)
+    assert card is not None and card.notes and card.follow_ups and card.tags == ["decisive"]
+    assert card.customer.birthday == date(1990, 5, 1) and card.customer.opted_out is True
+    assert card.customer.first_purchase_at == NOW - timedelta(days=400)  # aware, as the ORM reads it
+    assert expected["张伟"].card is None and len(expected["张伟"].customers) == 2
+    assert missing is None
+    # A customer read this way is a detached loaded instance: it merges back like one.
+    async with sessions() as s:
+        merged = await s.merge(card.customer, load=False)
+        merged.nickname = "改名了"
+        await s.commit()
+    async with sessions() as s:
+        assert (await s.get(Customer, c1.id)).nickname == "改名了"  # type: ignore[union-attr]
+    await engine.dispose()
+
+
+def _same_card(got: CardData | None, want: CardData | None) -> bool:
+    if got is None or want is None:
+        return got is want
+    parts = ("recent_orders", "top_products", "tags", "notes", "follow_ups")
+    return got.customer.model_dump() == want.customer.model_dump() and all(
+        getattr(got, part) == getattr(want, part) for part in parts
+    )
+
+
+def _follow_up(customer_pk: int) -> followups.NewFollowUp:
+    due = NOW + timedelta(minutes=5)
+    return followups.NewFollowUp(
+        customer_pk=customer_pk,
+        chat_id=-100,
+        scenario="silent",
+        owner_id=7,
+        owner_name="Li",
+        created_by=7,
+        due_at=due,
+        fire_at=due,
+    )
