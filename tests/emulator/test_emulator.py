@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 import time
 import zlib
@@ -13,12 +14,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.methods import SendDocument, SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
 from aiohttp import web
 
+from bot.api_session import JsonBodySession
 from sandbox.emulator import Emulator, start_emulator
 from tests.emulator.conftest import BOT_ID, GROUP_ID, OTHER_TOKEN, OTHER_USER, TOKEN, USER, Api, FakeClock
 
@@ -31,6 +35,10 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the "
     "same as a current content and reply markup of the message"
 )
+
+
+# aiogram's own session (urlencoded forms) and the bot's (JSON bodies, multipart for files).
+SESSIONS = [AiohttpSession, JsonBodySession]
 
 
 def png(width: int, height: int) -> bytes:
@@ -564,9 +572,10 @@ async def test_photo_errors(api: Api) -> None:
     assert description(body) == "Bad Request: message caption is too long"
 
 
-async def test_media_group_with_aiogram_attachments(api: Api) -> None:
+@pytest.mark.parametrize("session_class", SESSIONS)
+async def test_media_group_with_aiogram_attachments(api: Api, session_class: type[AiohttpSession]) -> None:
     await api.user_says("hi")
-    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api.base_url)))
+    bot = Bot(TOKEN, session=session_class(api=TelegramAPIServer.from_base(api.base_url)))
     try:
         album = [
             InputMediaPhoto(
@@ -801,8 +810,9 @@ async def test_reset_clears_everything(api: Api) -> None:
 # --------------------------------------------------------------------------- the real aiogram client
 
 
-async def test_real_aiogram_bot_round_trip(api: Api) -> None:
-    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api.base_url)))
+@pytest.mark.parametrize("session_class", SESSIONS)
+async def test_real_aiogram_bot_round_trip(api: Api, session_class: type[AiohttpSession]) -> None:
+    bot = Bot(TOKEN, session=session_class(api=TelegramAPIServer.from_base(api.base_url)))
     try:
         me = await bot.get_me()
         assert (me.id, me.username) == (BOT_ID, "touchpoint_bot")
@@ -853,3 +863,27 @@ async def test_real_aiogram_bot_round_trip(api: Api) -> None:
         assert await bot.get_updates(offset=updates[-1].update_id + 1) == []
     finally:
         await bot.session.close()
+
+
+async def test_the_bot_session_sends_json_with_nested_objects_and_files_as_multipart() -> None:
+    bot = Bot(TOKEN, default=DefaultBotProperties(parse_mode="HTML", link_preview_is_disabled=True))
+    session = JsonBodySession()
+    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="好", callback_data="ok:1")]])
+    try:
+        body = session.build_form_data(
+            bot, SendMessage(chat_id=-100, text="<b>卡片</b>", reply_markup=markup)
+        )
+        assert body.content_type == "application/json"
+        assert json.loads(body.decode()) == {
+            "chat_id": -100,
+            "text": "<b>卡片</b>",
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+            "disable_web_page_preview": True,  # aiogram sends both forms of the default
+            "reply_markup": {"inline_keyboard": [[{"text": "好", "callback_data": "ok:1"}]]},
+        }
+        upload = SendDocument(chat_id=-100, document=BufferedInputFile(b"a,b\n", filename="x.csv"))
+        assert isinstance(session.build_form_data(bot, upload), aiohttp.FormData)
+    finally:
+        await bot.session.close()
+        await session.close()
