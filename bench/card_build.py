@@ -4,7 +4,8 @@
 
 Generates the shop once into bench/out/ with plain sqlite3 (fast, deterministic; running figures
 computed while generating), then measures in the same run:
-  * ours: CardService.look_up (SQLModel; on SQLite one worker-thread call per card), as the bot does;
+  * ours: CardService.look_up as the bot does it (on SQLite one worker-thread call per card, its
+    statements compiled once and run on the sqlite3 connection: storage.sqlite_reads);
   * baseline: a bare indexed sqlite3 SELECT of the same customer by the same key.
 Bar: ours p95 ≤ 5 ms. Exits 1 if missed.
 """
