@@ -247,7 +247,7 @@ def main() -> int:
         f"{len(queries):,} lookups (phone, nickname, id, order no.)"
     )
     print(
-        f"card build (look-up + render, SQLModel):         "
+        f"card build (look-up + render, as the bot):        "
         f"p50 {p['ours'][0]:.2f} ms  p95 {p['ours'][1]:.2f} ms  "
         f"p99 {p['ours'][2]:.2f} ms  mean {statistics.fmean(ours):.2f} ms"
     )
