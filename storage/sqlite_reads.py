@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import manager_of_class
 
 _DIALECT = sqlite.dialect(paramstyle="qmark")
@@ -23,9 +23,12 @@ M = TypeVar("M")
 
 class PreparedRead:
     def __init__(self, statement: Select[Any] | CompoundSelect, **sample: Any) -> None:
-        """`sample` gives a value for each bound parameter the statement leaves open (IN lists
-        are expanded once, with the values written into the statement)."""
+        """`sample` names each bound parameter left open (a placeholder value for each), to be
+        given to `rows`; the rest keep the values the statement holds (an IN list is expanded once)."""
         compiled = statement.compile(dialect=_DIALECT)
+        if converted := [name for name in sample if _converts(compiled.binds[name].type)]:
+            # Values are bound as given; a type that converts them (dates, JSON …) is not supported.
+            raise ValueError(f"parameters {converted} need conversion before binding")
         expanded = compiled.construct_expanded_state(sample)
         self.sql: str = expanded.statement
         self._order = tuple(expanded.positiontup or ())
@@ -43,10 +46,17 @@ class PreparedRead:
         return rows
 
 
+def _converts(kind: Any) -> bool:
+    return kind.dialect_impl(_DIALECT).bind_processor(_DIALECT) is not None
+
+
 def detached(model: type[M], columns: tuple[Any, ...], row: list[Any]) -> M:
     """An ORM instance built from a row the way a query loads one, then detached (as after its
     session closed): it reads, merges and compares like any loaded instance."""
-    instance = manager_of_class(model).new_instance()
+    manager = manager_of_class(model)
+    if not manager.mapper.configured:  # done by the ORM's first query, which may not have run yet
+        configure_mappers()
+    instance = manager.new_instance()
     instance.__dict__.update(zip((c.key for c in columns), row, strict=True))
     make_transient_to_detached(instance)
     return instance  # type: ignore[no-any-return]

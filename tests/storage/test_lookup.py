@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import bindparam
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm.lookup import parse_query
@@ -23,6 +25,7 @@ from storage.customers import (
 from storage.db import ThreadedReads, create_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Customer, Order, OrderItem, Product
+from storage.sqlite_reads import PreparedRead
 from storage.stats import compute_shop_cuts, load_shop_cuts, recompute_shop_stats
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -212,6 +215,12 @@ async def test_reads_on_the_sqlite3_connection_agree_with_the_orm(sqlite_url: st
     async with sessions() as s:
         assert (await s.get(Customer, c1.id)).nickname == "改名了"  # type: ignore[union-attr]
     await engine.dispose()
+
+
+def test_a_prepared_read_refuses_parameters_that_need_converting() -> None:
+    since = bindparam("since", type_=Order.__table__.c.created_at.type)
+    with pytest.raises(ValueError, match="since"):
+        PreparedRead(select(Order).where(Order.created_at > since), since=NOW)
 
 
 def _same_card(got: CardData | None, want: CardData | None) -> bool:
