@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 T = TypeVar("T")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -41,7 +41,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     ensure_sqlite_dir(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     # A fixed pool: opening a connection (TLS, auth) costs more than an update's queries, so no
     # overflow churn; 20 per replica leaves room for four replicas under PostgreSQL's 100.
@@ -64,7 +64,7 @@ class _SqliteEngine:
 
     def __init__(self, async_url: str) -> None:
         self.engine = sa_create_engine(async_url.replace("sqlite+aiosqlite://", "sqlite://", 1))
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "connect", sqlite_pragmas)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from storage.columns import COLUMNS, FileRejected, MissingColumnsError, resolve_header
-from storage.db import insert_for
+from storage.db import insert_for, sqlite_pragmas
 from storage.figures import FIGURE_INDEXES, refresh_figures, restore_figure_indexes
 from storage.import_batches import (
     Batch,
@@ -841,13 +841,11 @@ class _ThreadWriter(_Writer):
             self._engine.dispose()
 
 
-def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """The import's SQLite connection: storage.db's settings (WAL, synchronous=NORMAL, busy timeout),
-    then _bulk_mode's, for this connection's whole life."""
+def _bulk_pragmas(dbapi_conn: Any, record: Any) -> None:
+    """The import's SQLite connection: storage.db's settings, then _bulk_mode's, for this
+    connection's whole life."""
+    sqlite_pragmas(dbapi_conn, record)
     for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "busy_timeout=10000",
         "foreign_keys=OFF",
         f"cache_size={BULK_CACHE_KIB}",
         # Checkpoint after ~200 MB of log rather than 4 MB: a page rewritten by many batches is copied
