@@ -70,6 +70,8 @@ class EntityParseError(ValueError):
 
 def utf16_len(text: str) -> int:
     """Length as Telegram counts it: UTF-16 code units."""
+    if text.isascii():  # most text: one unit a character, no encoding needed
+        return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
@@ -170,7 +172,7 @@ class _HtmlParser(SourceCursor):
 
     def append(self, text: str) -> None:
         self.out.append(text)
-        self.utf16_offset += len(text) if text.isascii() else utf16_len(text)
+        self.utf16_offset += utf16_len(text)
 
     def start_tag(self, begin: int) -> int:
         i = begin + 1
