@@ -49,11 +49,6 @@ CUSTOMER_FIELDS = (
     "birthday",
     "created_at",
 )
-_CUSTOMER_LIMITS = {
-    "external_id": lengths.EXTERNAL_ID, "nickname": lengths.NICKNAME, "name": lengths.PERSON_NAME,
-    "phone": lengths.PHONE, "email": lengths.EMAIL, "gender": lengths.GENDER,
-    "province": lengths.PROVINCE, "city": lengths.CITY,
-}  # fmt: skip
 
 
 class CustomerRows:
@@ -68,7 +63,6 @@ class CustomerRows:
 
     def parse(self, row: list[str], line: int) -> tuple[Any, ...]:
         ext, nickname, name, phone, email, gender, province, city, birthday, created, zone = self.pick(row)
-        limits = _CUSTOMER_LIMITS
         phone, gender = phone.strip(), gender.strip()
         normal_phone = None
         if phone:
@@ -84,14 +78,14 @@ class CustomerRows:
         except ValueError as exc:
             raise RowError(f"zone: {exc}") from None
         return (
-            identifier(ext, "customer_id", limits["external_id"]),
-            bounded_text(nickname, "nickname", limits["nickname"]),
-            bounded_text(name, "name", limits["name"]),
+            identifier(ext, "customer_id", lengths.EXTERNAL_ID),
+            bounded_text(nickname, "nickname", lengths.NICKNAME),
+            bounded_text(name, "name", lengths.PERSON_NAME),
             normal_phone,
-            bounded_text(email, "email", limits["email"]),
+            bounded_text(email, "email", lengths.EMAIL),
             parse_gender(gender) if gender else None,
-            bounded_text(province, "province", limits["province"]),
-            bounded_text(city, "city", limits["city"]),
+            bounded_text(province, "province", lengths.PROVINCE),
+            bounded_text(city, "city", lengths.CITY),
             self.time.date(birthday.strip()),
             created_at,
             zone_text,
@@ -106,11 +100,6 @@ ORDER_TIMES = ("created_at", "paid_at", "shipped_at", "signed_at", "closed_at", 
 # given or inferred), then: customer external id, flags (status given, refunded_at inferred),
 # items (None: cell empty), line.
 P_EXT, P_STATUS_GIVEN, P_REFUND_INFERRED, P_ITEMS, P_LINE = 13, 14, 15, 16, 17
-_ORDER_LIMITS = {
-    "order_no": lengths.ORDER_NO, "source": lengths.SOURCE, "carrier": lengths.CARRIER,
-    "tracking_no": lengths.TRACKING_NO, "province": lengths.PROVINCE,
-}  # fmt: skip
-_EXTERNAL_ID_MAX = lengths.EXTERNAL_ID
 _WORDS_LIMIT = 10_000
 _STATUS_AS_IS = {status: status for status in ("created", "paid", "shipped", "signed", "closed", "refunded")}
 
@@ -164,20 +153,19 @@ class OrderRows:
         settled = settle_status(given, times)
         refund_inferred = refund_inferred and times[5] is not None
 
-        limits = _ORDER_LIMITS
         order_no, ext, tracking = order_no.strip(), ext.strip(), tracking.strip()
-        if not order_no or order_no[0] in "='" or len(order_no) > limits["order_no"]:
-            order_no = identifier(order_no, "order_id", limits["order_no"])
-        if not ext or ext[0] in "='" or len(ext) > _EXTERNAL_ID_MAX:
-            ext = identifier(ext, "customer_id", _EXTERNAL_ID_MAX)
-        if tracking and (tracking[0] in "='" or len(tracking) > limits["tracking_no"]):
-            tracking = identifier(tracking, "tracking_no", limits["tracking_no"])
+        if not order_no or order_no[0] in "='" or len(order_no) > lengths.ORDER_NO:
+            order_no = identifier(order_no, "order_id", lengths.ORDER_NO)
+        if not ext or ext[0] in "='" or len(ext) > lengths.EXTERNAL_ID:
+            ext = identifier(ext, "customer_id", lengths.EXTERNAL_ID)
+        if tracking and (tracking[0] in "='" or len(tracking) > lengths.TRACKING_NO):
+            tracking = identifier(tracking, "tracking_no", lengths.TRACKING_NO)
         source = source.strip()
         if source in FLASH_SALE_NAMES or source.casefold() in FLASH_SALE_NAMES:
             source = FLASH_SALE
-        source = bounded_text(source, "source", limits["source"])
-        carrier = bounded_text(carrier, "carrier", limits["carrier"])
-        province = bounded_text(province, "province", limits["province"])
+        source = bounded_text(source, "source", lengths.SOURCE)
+        carrier = bounded_text(carrier, "carrier", lengths.CARRIER)
+        province = bounded_text(province, "province", lengths.PROVINCE)
         words = self.words
         if len(words) > _WORDS_LIMIT:
             words.clear()
